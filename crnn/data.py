@@ -1,0 +1,103 @@
+"""Training data: labelled crops from Parquet, synthetic crops, and width-bucketed CTC batches."""
+
+from __future__ import annotations
+
+import io
+import random
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from PIL import Image
+
+from crnn.charset import Charset, normalize
+from crnn.image import ImageSpec, normalize_crop, pad_batch
+
+
+def split_by_doc(doc_ids, val_fraction: float = 0.1) -> np.ndarray:
+    """Boolean mask of validation rows: whole documents, chosen by a stable hash of the doc id."""
+    h = np.array([zlib.crc32(str(d).encode()) % 1000 for d in doc_ids])
+    return h < int(val_fraction * 1000)
+
+
+def read_labelled(path: str, image_column: str = "image", label_column: str = "text",
+                  doc_column: str | None = "doc_id") -> dict[str, np.ndarray]:
+    """Labelled crops from Parquet as columns (image bytes, label, doc id); small enough to hold for training."""
+    cols = [image_column, label_column] + ([doc_column] if doc_column else [])
+    t = pq.read_table(path, columns=cols)
+    return {"image": np.array(t[image_column].to_pylist(), dtype=object),
+            "text": np.array(t[label_column].to_pylist(), dtype=object),
+            "doc": np.array(t[doc_column].to_pylist() if doc_column else [None] * len(t), dtype=object)}
+
+
+@dataclass
+class Sample:
+    crop: np.ndarray   # (32, w) uint8
+    text: str
+
+
+class RealCrops:
+    """Decoded, normalised labelled crops with light geometric/photometric jitter."""
+
+    def __init__(self, images, texts, charset: Charset, spec: ImageSpec = ImageSpec()):
+        keep = [i for i, t in enumerate(texts) if t and charset.can_encode(t)]
+        self.images = [Image.open(io.BytesIO(images[i])).convert("L") for i in keep]
+        self.texts = [normalize(texts[i]) for i in keep]
+        self.spec = spec
+        self.skipped = len(texts) - len(keep)
+
+    def __len__(self):
+        return len(self.texts)
+
+    def get(self, i: int, rng: random.Random | None = None) -> Sample:
+        img = self.images[i]
+        if rng is not None and rng.random() < 0.5:  # jitter the box by a pixel or two, as detectors do
+            w, h = img.size
+            l, t, r, b = (rng.randint(-2, 1) for _ in range(4))
+            img = img.crop((l, t, w - r, h - b)) if w - r - l > 2 and h - b - t > 2 else img
+        return Sample(normalize_crop(img, self.spec), self.texts[i])
+
+
+class CropStream(torch.utils.data.IterableDataset):
+    """Endless width-bucketed batches mixing real crops (probability `real_fraction`) and synthetic ones.
+
+    Each worker draws a pool of `batch_size * pool_batches` samples, sorts it by width and cuts it
+    into batches, so padding stays small; batches leave in random order.
+    """
+
+    def __init__(self, charset: Charset, batch_size: int, seed: int, real: RealCrops | None = None,
+                 real_fraction: float = 0.5, renderer=None, pool_batches: int = 8, spec: ImageSpec = ImageSpec()):
+        self.charset, self.batch_size, self.seed = charset, batch_size, seed
+        self.real, self.renderer, self.spec = real, renderer, spec
+        self.real_fraction = real_fraction if renderer is not None else 1.0
+        if real is None and renderer is None:
+            raise ValueError("need real crops, a synthetic renderer, or both")
+        self.pool = batch_size * pool_batches
+
+    def _sample(self, rng: random.Random) -> Sample:
+        if self.real is not None and rng.random() < self.real_fraction:
+            return self.real.get(rng.randrange(len(self.real)), rng)
+        img, text = self.renderer.sample(rng)
+        return Sample(normalize_crop(img, self.spec), text)
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        rng = random.Random(self.seed * 1009 + (info.id if info else 0))
+        while True:
+            pool = sorted((self._sample(rng) for _ in range(self.pool)), key=lambda s: s.crop.shape[1])
+            batches = [pool[i:i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
+            rng.shuffle(batches)
+            for b in batches:
+                yield collate(b, self.charset)
+
+
+def collate(samples: list[Sample], charset: Charset) -> dict[str, torch.Tensor]:
+    """Pad crops into one uint8 batch and concatenate CTC targets."""
+    images, widths = pad_batch([s.crop for s in samples])
+    targets = [charset.encode(s.text) for s in samples]
+    return {"images": torch.from_numpy(images), "widths": torch.from_numpy(widths),
+            "targets": torch.tensor([c for t in targets for c in t], dtype=torch.long),
+            "target_lengths": torch.tensor([len(t) for t in targets], dtype=torch.long),
+            "texts": [s.text for s in samples]}

@@ -1,0 +1,33 @@
+"""Recognition accuracy: exact / case-insensitive / letters-and-digits match, character error rate."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from rapidfuzz.distance import Levenshtein
+
+_ALNUM = re.compile(r"[^0-9A-Za-z]")
+
+
+def text_metrics(predictions: list[str], labels: list[str]) -> dict[str, float]:
+    """Args: predictions and labels, aligned. Returns word accuracies and CER (edits / label characters)."""
+    n = max(len(labels), 1)
+    edits = sum(Levenshtein.distance(p, t) for p, t in zip(predictions, labels))
+    return {
+        "n": len(labels),
+        "exact": sum(p == t for p, t in zip(predictions, labels)) / n,
+        "case_insensitive": sum(p.lower() == t.lower() for p, t in zip(predictions, labels)) / n,
+        "alnum_only": sum(_ALNUM.sub("", p).lower() == _ALNUM.sub("", t).lower()
+                          for p, t in zip(predictions, labels)) / n,
+        "cer": edits / max(sum(len(t) for t in labels), 1),
+    }
+
+
+def confusions(predictions: list[str], labels: list[str], top: int = 20) -> list[tuple[str, str, int]]:
+    """Commonest character substitutions/insertions/deletions as (label char, predicted char, count); '' = none."""
+    counts: Counter = Counter()
+    for p, t in zip(predictions, labels):
+        for op, i, j in Levenshtein.editops(t, p):
+            counts[(t[i] if op != "insert" else "", p[j] if op != "delete" else "")] += 1
+    return [(a, b, c) for (a, b), c in counts.most_common(top)]

@@ -1,0 +1,88 @@
+"""In-process text recognition without Ray: preprocess -> CRNN -> CTC decode.
+
+    from crnn import Recognizer
+    rec = Recognizer.load()                       # shipped default weights
+    rec.recognize([Image.open("word.png")])       # -> [("Invoice", 0.98)]
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from crnn.checkpoint import load_checkpoint
+from crnn.decoding import beam_search_decode, greedy_decode
+from crnn.image import ImageSpec, normalize_crop, pad_batch
+
+
+class Recognizer:
+    """Pre-processor + CRNN + CTC post-processor, loaded once and reused.
+
+    Args:
+        model, charset, meta: as returned by `load_checkpoint`.
+        device: "cpu", "cuda", "cuda:1"...; None picks CUDA when available.
+        precision: "bf16", "fp16" or "fp32"; None picks bf16 (fastest on CUDA and on recent CPUs).
+        decoder: "greedy" or "beam".
+    """
+
+    def __init__(self, model, charset, meta: dict, *, device: str | None = None,
+                 precision: str | None = None, decoder: str = "greedy", spec: ImageSpec = ImageSpec()):
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.precision = precision or "bf16"
+        if self.precision not in ("bf16", "fp16", "fp32"):
+            raise ValueError(f"precision must be bf16, fp16 or fp32, got {self.precision!r}")
+        if decoder not in ("greedy", "beam"):
+            raise ValueError(f"decoder must be greedy or beam, got {decoder!r}")
+        self.decoder = decoder
+        self.charset, self.meta, self.spec = charset, meta, spec
+        self.model = model.eval().to(self.device, memory_format=torch.channels_last)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **kwargs) -> "Recognizer":
+        """Load a checkpoint file (None: the shipped default model)."""
+        return cls(*load_checkpoint(path), **kwargs)
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.meta['name']}:{self.meta['version']}"
+
+    def _autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    @torch.inference_mode()
+    def predict_padded(self, batch: np.ndarray, widths: np.ndarray) -> list[tuple[str, float]]:
+        """Recognise a padded batch.
+
+        Args:
+            batch: (B, 32, W) uint8, crops left-aligned and padded on the right.
+            widths: (B,) each crop's width before padding.
+        Returns:
+            One (text, confidence) per crop.
+        """
+        x = torch.from_numpy(batch).to(self.device, non_blocking=True)
+        x = (x.unsqueeze(1).float() / 127.5 - 1.0).contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            logits = self.model(x)
+        lengths = torch.from_numpy(np.asarray(widths) // 4)
+        if self.decoder == "beam":
+            return beam_search_decode(logits, lengths, self.charset)
+        return greedy_decode(logits, lengths, self.charset)
+
+    def recognize(self, images, batch_size: int = 64) -> list[tuple[str, float]]:
+        """PIL images or uint8 arrays (gray HxW or HxWxC) -> one (text, confidence) each, in order."""
+        crops = [normalize_crop(im if isinstance(im, Image.Image) else Image.fromarray(np.asarray(im)), self.spec)
+                 for im in images]
+        order = np.argsort([c.shape[1] for c in crops], kind="stable")  # similar widths share a batch
+        results: list = [None] * len(crops)
+        for start in range(0, len(crops), batch_size):
+            idx = order[start:start + batch_size]
+            for i, r in zip(idx, self.predict_padded(*pad_batch([crops[i] for i in idx]))):
+                results[i] = r
+        return results

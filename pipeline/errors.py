@@ -1,0 +1,5 @@
+"""User mistakes: reported as one line by the jobs, never as a traceback."""
+
+
+class UserError(Exception):
+    """A problem with the job's inputs or options that the user can fix (message names it)."""

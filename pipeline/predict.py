@@ -1,0 +1,46 @@
+"""Predict (actor pool): the CRNN loaded once per actor, run on each padded batch, decoded to text + score."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from crnn.recognizer import Recognizer
+from pipeline.batch import padded_crops
+from pipeline.preprocess import PIXELS, WIDTH
+
+OUTPUT_COLUMNS = ("text", "score", "error", "model")  # added after the input's own columns
+
+
+class CRNNPredictor:
+    """Callable class for `Dataset.map_batches(..., compute=ActorPoolStrategy(...))`.
+
+    Args:
+        model_path: checkpoint file, None for the shipped default.
+        device: None picks CUDA when the actor was given a GPU, else CPU.
+        precision, decoder: see `Recognizer`.
+        threads: torch CPU threads per actor (0 leaves torch's default).
+    """
+
+    def __init__(self, model_path: str | None = None, device: str | None = None, precision: str | None = None,
+                 decoder: str = "greedy", threads: int = 0):
+        if threads:
+            torch.set_num_threads(threads)
+        self.recognizer = Recognizer.load(model_path, device=device, precision=precision, decoder=decoder)
+        self.model_id = self.recognizer.model_id
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        crops, widths, ok = padded_crops(batch)
+        texts = np.full(len(ok), None, dtype=object)
+        scores = np.zeros(len(ok), np.float32)
+        if len(crops):
+            results = self.recognizer.predict_padded(crops, widths)
+            texts[ok] = [t for t, _ in results]
+            scores[ok] = [s for _, s in results]
+        out = batch.drop_columns([PIXELS, WIDTH])
+        out = out.append_column("text", pa.array(texts, pa.string()))
+        out = out.append_column("score", pa.array(scores, pa.float32(), mask=~ok))
+        out = out.append_column("model", pa.array([self.model_id] * len(ok), pa.string()))
+        carried = [c for c in out.column_names if c not in OUTPUT_COLUMNS]
+        return out.select(carried + list(OUTPUT_COLUMNS))

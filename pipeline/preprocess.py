@@ -1,0 +1,38 @@
+"""Preprocess (CPU tasks): image bytes -> (32, w) uint8 crop, or an error message for that row.
+
+Crops travel as raw bytes (`_pixels`, row-major 32 x `_width`): a plain binary
+column is the cheapest thing Arrow can move between workers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from crnn.image import ImageSpec, decode_image, normalize_crop
+
+PIXELS, WIDTH = "_pixels", "_width"
+
+
+def preprocess_batch(batch: pa.Table, image_column: str, spec: ImageSpec = ImageSpec()) -> pa.Table:
+    """Decode and normalise every crop of a batch; rows that fail keep flowing with `error` set.
+
+    Args:
+        batch: rows with image bytes in `image_column` (other columns pass through).
+        image_column: the bytes column; dropped from the output.
+    Returns:
+        The batch without `image_column`, plus `_pixels`, `_width` and `error` (null when fine).
+    """
+    pixels, widths, errors = [], [], []
+    for data in batch.column(image_column).to_pylist():
+        try:
+            if data is None:
+                raise ValueError("image is null")
+            crop = normalize_crop(decode_image(data, spec), spec)
+            pixels.append(crop.tobytes()), widths.append(crop.shape[1]), errors.append(None)
+        except ValueError as e:
+            pixels.append(None), widths.append(0), errors.append(str(e))
+    out = batch.drop_columns([image_column])
+    out = out.append_column(PIXELS, pa.array(pixels, pa.binary()))
+    out = out.append_column(WIDTH, pa.array(np.asarray(widths, np.int32)))
+    return out.append_column("error", pa.array(errors, pa.string()))

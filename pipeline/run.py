@@ -1,0 +1,138 @@
+"""The whole job: read -> preprocess -> batch -> predict -> write, as one streaming Ray Dataset."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import ray
+
+from crnn.checkpoint import CheckpointError, load_checkpoint
+from crnn.image import ImageSpec
+from pipeline.batch import sort_by_width
+from pipeline.errors import UserError
+from pipeline.predict import OUTPUT_COLUMNS, CRNNPredictor
+from pipeline.preprocess import preprocess_batch
+from pipeline.read import Source, find_source, read_crops
+from pipeline.storage import Storage
+from pipeline.write import OutputWriter
+
+
+@dataclass
+class OcrOptions:
+    """Everything a run needs; `jobs.ocr` maps its flags onto these fields."""
+    input: str
+    output: str
+    image_column: str = "image"
+    input_format: str = "auto"           # auto | parquet | images
+    id_column: str | None = None         # unique row id: default "id" (Parquet, if present) or "path" (images)
+    model: str | None = None             # checkpoint path; None = shipped default
+    batch_size: int | None = None        # crops per model call; default 128 on CPU, 512 on GPU
+    window: int = 2048                   # rows sorted by width together before batching
+    actors: int | None = None            # model actors; default one per GPU, or 1 on CPU
+    num_gpus: float = 0.0                # GPUs per actor (0: CPU actors)
+    threads: int | None = None           # torch threads per CPU actor; default: all CPUs of this node
+    precision: str | None = None         # bf16 | fp16 | fp32 (default bf16)
+    decoder: str = "greedy"              # greedy | beam
+    min_width: int = 16
+    max_width: int = 1024
+    rows_per_file: int | None = None     # at least this many rows per output file
+    overwrite: bool = False
+    resume: bool = False
+    storage_options: dict = field(default_factory=dict)
+
+    def public(self) -> dict:
+        """Options as recorded in _summary.json: storage options (credentials) left out."""
+        d = dataclasses.asdict(self)
+        d["storage_options"] = sorted(self.storage_options)  # which keys were set, never their values
+        return d
+
+
+def run_ocr(opts: OcrOptions) -> dict:
+    """Run the job to completion and return its summary; raises UserError for user mistakes."""
+    t0 = time.time()
+    try:
+        _, _, meta = load_checkpoint(opts.model)
+    except CheckpointError as e:
+        raise UserError(str(e)) from None
+    model_id = f"{meta['name']}:{meta['version']}"
+    src_store = Storage(opts.input, opts.storage_options)
+    source = find_source(src_store, opts.input_format, opts.image_column)
+    id_column = opts.id_column or ("path" if source.format == "images" else "id" if "id" in source.columns else None)
+    if id_column and id_column not in source.columns:
+        raise UserError(f"id column {id_column!r} not in the input; columns are: {', '.join(source.columns)}")
+    if opts.resume and not id_column:
+        raise UserError(f"--resume needs a unique id column (--id-column); columns are: {', '.join(source.columns)}")
+    writer = OutputWriter(Storage(opts.output, opts.storage_options), overwrite=opts.overwrite)
+    writer.check_target()
+    rows_in = _count_rows(src_store, source)
+    if opts.resume and source.format == "parquet":
+        _check_unique_ids(src_store, source, id_column)
+
+    if not ray.is_initialized():
+        ray.init(log_to_driver=True)
+    writer.prepare(resume=opts.resume)
+    done = writer.finished_ids(id_column) if opts.resume else pa.array([], pa.string())
+
+    ds = read_crops(src_store, source, opts.image_column)
+    clashes = [c for c in source.columns if c in OUTPUT_COLUMNS]
+    if clashes:  # the input's own `text` (a label, say) must survive next to the prediction
+        ds = ds.rename_columns({c: f"{c}_input" for c in clashes})
+        print(f"note: input columns {clashes} are written as {[c + '_input' for c in clashes]}")
+        id_column = f"{id_column}_input" if id_column in clashes else id_column
+    if len(done):
+        print(f"resuming: {len(done)} of {rows_in} rows already done")
+        ds = ds.map_batches(_drop_done, fn_kwargs={"id_column": id_column, "done": done}, batch_format="pyarrow")
+
+    spec = ImageSpec(min_width=opts.min_width, max_width=opts.max_width)
+    ds = ds.map_batches(preprocess_batch, fn_kwargs={"image_column": opts.image_column, "spec": spec},
+                        batch_size=opts.window, batch_format="pyarrow")
+    ds = ds.map_batches(sort_by_width, batch_size=opts.window, batch_format="pyarrow")
+
+    gpu = opts.num_gpus > 0
+    cpus = int(ray.available_resources().get("CPU", 1))
+    actors = opts.actors or (max(1, int(ray.cluster_resources().get("GPU", 0) / opts.num_gpus)) if gpu else 1)
+    threads = opts.threads or (0 if gpu else max(1, cpus))
+    ds = ds.map_batches(
+        CRNNPredictor,
+        fn_constructor_kwargs={"model_path": opts.model, "precision": opts.precision, "decoder": opts.decoder,
+                               "threads": threads},
+        batch_size=opts.batch_size or (512 if gpu else 128), batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_gpus=opts.num_gpus if gpu else None, num_cpus=1)
+    writer.write(ds, opts.rows_per_file)
+
+    counts = writer.staged_counts(id_column)
+    if counts["rows"] != rows_in or (id_column and counts["unique_ids"] != rows_in):
+        raise RuntimeError(f"output check failed: {rows_in} rows in, {counts['rows']} written "
+                           f"({counts.get('unique_ids')} distinct ids); staged output left in {writer.staging!r}")
+    wall = time.time() - t0
+    summary = {"rows_in": rows_in, "ok": counts["rows"] - counts["failed"], "failed": counts["failed"],
+               "resumed_rows": len(done), "wall_s": round(wall, 3),
+               "crops_per_s": round((rows_in - len(done)) / wall, 1), "model": model_id,
+               "input": opts.input, "output": opts.output, "options": opts.public()}
+    writer.commit(summary)
+    return summary
+
+
+def _count_rows(store: Storage, source: Source) -> int:
+    if source.format == "images":
+        return len(source.files)
+    return sum(store.call("reading Parquet footer", pq.read_metadata, f, filesystem=store.arrow_fs).num_rows
+               for f in source.files)
+
+
+def _check_unique_ids(store: Storage, source: Source, id_column: str) -> None:
+    ids = pq.ParquetDataset(source.files, filesystem=store.arrow_fs).read(columns=[id_column])[id_column]
+    dupes = len(ids) - pc.count_distinct(ids).as_py()
+    if dupes:
+        raise UserError(f"id column {id_column!r} is not unique ({dupes} repeated values): "
+                        f"--resume needs one id per row (choose --id-column)")
+
+
+def _drop_done(batch: pa.Table, id_column: str, done: pa.Array) -> pa.Table:
+    return batch.filter(pc.invert(pc.is_in(batch[id_column], value_set=done.cast(batch.schema.field(id_column).type))))
