@@ -47,9 +47,12 @@ def load_checkpoint(path: str | Path | None = None) -> tuple[CRNN, Charset, dict
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"model file {str(path)!r} is not a {FORMAT} checkpoint (found {found!r})")
-    cfg = dict(ckpt["config"])
-    cfg["channels"] = tuple(cfg["channels"])
-    model = CRNN(CRNNConfig(**cfg))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
-    meta = {k: ckpt[k] for k in ("name", "version", "height", "training")}
+    try:
+        cfg = dict(ckpt["config"])
+        cfg["channels"] = tuple(cfg["channels"])
+        model = CRNN(CRNNConfig(**cfg))
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
+        meta = {k: ckpt[k] for k in ("name", "version", "height", "training")}
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise CheckpointError(f"model file {str(path)!r} is an incomplete checkpoint ({type(e).__name__}: {e})"[:300]) from None
     return model.eval(), Charset(ckpt["charset"]), meta

@@ -43,7 +43,7 @@ def decode_image(data: bytes, spec: ImageSpec = ImageSpec()) -> Image.Image:
 
 def to_gray(img: Image.Image) -> Image.Image:
     """Any Pillow mode -> 'L'. Transparency is composited on white; 16/32-bit and float are rescaled."""
-    if img.mode == "L":
+    if img.mode == "L" and "transparency" not in img.info:
         return img
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         a = np.asarray(img, dtype=np.float32)

@@ -1,0 +1,496 @@
+"""Synthetic document-text crops for training the CRNN, made on the fly.
+
+`TextRenderer.sample(rng)` returns a grayscale word or line crop and its label,
+imitating crops cut from scanned business forms (FUNSD): small text at scan
+resolution (height mostly 10-24 px; `crnn.image.normalize_crop` resizes to 32
+later), tight boxes, typewriter and print fonts, blur, noise, speckle,
+thresholding, JPEG, ink bleed, gray paper, slight rotation and shear, form lines.
+Everything is drawn from the caller's `random.Random`, so a seed reproduces a sample.
+
+Expected Debian packages. Fonts (`find_fonts` searches /usr/share/fonts and
+/usr/share/texmf/fonts/opentype, where fonts-texgyre lives): fonts-liberation2
+fonts-freefont-ttf fonts-urw-base35 fonts-texgyre fonts-crosextra-carlito
+fonts-crosextra-caladea fonts-linuxlibertine fonts-roboto fonts-open-sans
+fonts-inconsolata fonts-noto-core fonts-dejavu. Words: wamerican
+(/usr/share/dict/american-english); without it a built-in list is used.
+
+CLI: python -m crnn.synth --out sheet.png --n 48 --seed 0 [--real words.parquet]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import math
+import os
+import random
+import re
+import string
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from crnn.charset import PRINTABLE_ASCII
+
+FONT_DIRS = ("/usr/share/fonts", "/usr/share/texmf/fonts/opentype")
+WORDS_FILE = "/usr/share/dict/american-english"
+
+_NOTO_LATIN = re.compile(r"^Noto(Sans|Serif)(Mono|Display)?-")
+# Symbols, dingbats, maths, calligraphic scripts, keycaps, hairline weights: not document text.
+_NOT_TEXT = re.compile(r"symbol|dingbat|emoji|math|music|D050000L|Z003|chorus|Biolinum_K|thin|extralight", re.I)
+_MONO = re.compile(r"mono|cursor|courier|inconsolata|LinLibertine_M\.", re.I)
+_TYPEWRITER = re.compile(r"NimbusMono|FreeMono|LiberationMono|cursor|courier", re.I)
+
+_COMMON = """the of and to in for is on that by this with from at as be are or it an was not will your
+date name yes no total page form report please new per our all any may must company account amount
+number address phone fax signature approved subject program product brand sales market research
+division department office project budget cost invoice order quantity price description item unit
+tax subtotal balance due paid cash change receipt customer store street suite city state zip code
+telephone manager director president review results test data sample study analysis request
+approval received sent copy file attached meeting agenda minutes notes contract agreement period
+year month week day time hours rate fee charge credit check payment services shipping delivery
+purchase vendor supplier client employee insurance policy claim medical plan cigarettes tobacco
+smoking filter menthol lights carton pack premium coffee latte tea water bread lunch special pending
+completed revised final draft confidential original first last initial country national
+international attention reference information memo fiscal quarter annual estimate actual""".split()
+_SHORT = """a a A I of of to to in in on at by or is it be as an no No we us Mr. Dr. Ms. Co. Inc St.
+Ave PO P.O. Jr. ft lb. lbs oz. ea. pp. Vol. No. Ext. Tel Fax cc: Re: RE: To: TO: Yes YES NO OK AM PM
+am pm vs. etc & / - : # $ % ( ) * , . x @ 1/2 #1 the The THE and AND for For FOR are was you""".split()
+_MONTHS = "January February March April May June July August September October November December".split()
+_FIELDS = """Date: DATE: Name: NAME: To: From: FROM: Re: Subject: SUBJECT: Phone: Tel. Fax: Account_No.
+Invoice_# P.O._No. Total: Amount: Signature: Title: Address: E-mail: Ref. TIME: Brand: Dept.""".split()
+_RECEIPT = "TOTAL SUBTOTAL TAX CASH CHANGE BALANCE_DUE AMOUNT_DUE VISA TIP DISCOUNT".split()
+_TLDS = ".com .com .org .net .edu .gov .co.uk .io .us .biz".split()
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    font_dir: str | None = None      # None: FONT_DIRS
+    words_file: str = WORDS_FILE
+    min_text_px: int = 9             # font size range at "scan" resolution
+    max_text_px: int = 40
+    median_text_px: float = 13.5
+    mono_prob: float = 0.35          # typewriter/monospace share; typed forms dominate FUNSD
+    line_prob: float = 0.2           # multi-word lines rather than single tokens
+    max_line_chars: int = 70
+    wide_space_prob: float = 0.3     # receipt-style column gap (rendered only; the label keeps one space)
+    supersample_prob: float = 0.5    # render at 1.5-3x and downscale: softer, scan-like edges
+    band_prob: float = 0.4           # box spans cap height to baseline, not just the ink
+    tight_prob: float = 0.8          # tight box (may cut the ink) rather than loose margins
+    bleed_prob: float = 0.35
+    rotate_prob: float = 0.35
+    max_angle: float = 3.0           # degrees, rotation and shear
+    blur_prob: float = 0.35
+    binarize_prob: float = 0.35
+    noise_prob: float = 0.4
+    speckle_prob: float = 0.12
+    jpeg_prob: float = 0.25
+    gray_paper_prob: float = 0.08
+    uneven_prob: float = 0.12
+    low_contrast_prob: float = 0.04
+    form_line_prob: float = 0.12
+    dither_prob: float = 0.02        # halftone-looking print
+    invert_prob: float = 0.005       # white on black headers are rare
+
+
+def find_fonts(font_dir: str | None = None) -> list[str]:
+    """Latin text fonts (.ttf/.otf) under `font_dir` (default FONT_DIRS), sorted, one per file name."""
+    found = {}
+    for root in [font_dir] if font_dir else FONT_DIRS:
+        for d, _, files in os.walk(root):
+            for f in files:
+                if not f.lower().endswith((".ttf", ".otf")) or _NOT_TEXT.search(f):
+                    continue
+                if f.startswith("Noto") and not _NOTO_LATIN.match(f):
+                    continue  # Noto's other scripts lack Latin glyphs
+                found.setdefault(f, os.path.join(d, f))
+    return sorted(found.values())
+
+
+@lru_cache(maxsize=4)
+def _load_words(path: str) -> tuple[str, ...]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            words = [w for w in fh.read().split() if w.isascii() and w.isalpha() and len(w) < 16]
+    except OSError:
+        words = []
+    return tuple(words) or tuple(_COMMON)
+
+
+@lru_cache(maxsize=768)
+def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
+    # BASIC layout: no shaping needed for ASCII, and it is much faster than raqm
+    return ImageFont.truetype(path, size, layout_engine=ImageFont.Layout.BASIC)
+
+
+@lru_cache(maxsize=None)
+def _missing_glyphs(path: str) -> frozenset[str]:
+    """Charset symbols the font draws as .notdef (tofu) or not at all."""
+    font = _font(path, 24)
+    tofu = font.getmask("\uffff")
+    sig = (tofu.size, bytes(tofu))
+    miss = set()
+    for c in PRINTABLE_ASCII.replace(" ", ""):
+        m = font.getmask(c)
+        if (m.size, bytes(m)) == sig or m.size[0] * m.size[1] == 0:
+            miss.add(c)
+    return frozenset(miss)
+
+
+class TextRenderer:
+    """Labels and degraded crops; see the module docstring."""
+
+    def __init__(self, config: SynthConfig = SynthConfig()):
+        self.config = config
+        fonts = find_fonts(config.font_dir)
+        if not fonts:
+            raise FileNotFoundError(f"no fonts found under {config.font_dir or FONT_DIRS}")
+        self.fonts = fonts
+        self._typewriter = [p for p in fonts if _TYPEWRITER.search(os.path.basename(p))]
+        self._mono = [p for p in fonts if _MONO.search(os.path.basename(p))]
+        self._words = _load_words(config.words_file)
+
+    # ---- text ------------------------------------------------------------------
+    def text(self, rng: random.Random) -> str:
+        """One label: a document token (word, number, date, code...) or a multi-word line."""
+        s = self._line(rng) if rng.random() < self.config.line_prob else self._token(rng)
+        return " ".join(s.split()) or "a"
+
+    def _token(self, rng: random.Random) -> str:
+        r = rng.random()
+        for p, fn in ((0.40, self._word), (0.64, self._short), (0.74, self._number),
+                      (0.80, self._date), (0.83, self._phone), (0.89, self._code),
+                      (0.92, self._web), (0.96, self._label)):
+            if r < p:
+                return fn(rng)
+        return self._symbol(rng)
+
+    def _plain(self, rng: random.Random) -> str:
+        return rng.choice(_COMMON) if rng.random() < 0.5 else rng.choice(self._words)
+
+    def _cased(self, w: str, rng: random.Random) -> str:
+        r = rng.random()
+        return w.lower() if r < 0.5 else w[:1].upper() + w[1:] if r < 0.72 else w.upper()
+
+    def _word(self, rng: random.Random) -> str:
+        w = self._cased(self._plain(rng), rng)
+        if rng.random() < 0.15:
+            w += rng.choice(",,..::;)-")
+        if rng.random() < 0.04:
+            w = rng.choice("(\"'") + w
+        return w
+
+    def _short(self, rng: random.Random) -> str:
+        r = rng.random()
+        if r < 0.4:
+            return rng.choice(_SHORT)
+        if r < 0.52:
+            return rng.choice(string.ascii_uppercase) + "."  # initials: 'M.'
+        if r < 0.72:
+            return str(rng.randrange(10 ** rng.randint(1, 3))) + rng.choice(["", "", "", "/", ".", ","])
+        if r < 0.92:
+            return self._cased("".join(rng.choices(string.ascii_lowercase, k=rng.randint(1, 3))), rng)
+        return rng.choice(":/-&#$()*,.")
+
+    def _number(self, rng: random.Random) -> str:
+        n, r = int(10 ** rng.uniform(0, 7)), rng.random()
+        money = f"{n:,}.{rng.randrange(100):02d}" if rng.random() < 0.7 else f"{n % 1000}.{rng.randrange(100):02d}"
+        if r < 0.25:
+            return str(n)
+        if r < 0.45:
+            return f"{n:,}"
+        if r < 0.68:
+            return "$" + money
+        if r < 0.8:
+            return money
+        if r < 0.87:
+            return f"{rng.uniform(0, 100):.{rng.randint(0, 2)}f}%"
+        if r < 0.94:
+            return f"({n:,})" if rng.random() < 0.5 else f"-{n}"
+        return f"{rng.randint(1, 15)}/{rng.choice([2, 3, 4, 8, 16])}"
+
+    def _date(self, rng: random.Random) -> str:
+        y, m, d = rng.randint(1950, 2030), rng.randint(1, 12), rng.randint(1, 28)
+        yy, mon = f"{y % 100:02d}", _MONTHS[m - 1]
+        h, mi = rng.randint(1, 12), rng.randrange(60)
+        return rng.choice([
+            f"{m}/{d}/{yy}", f"{m:02d}/{d:02d}/{y}", f"{y}-{m:02d}-{d:02d}", f"{d}-{mon[:3]}-{yy}",
+            f"{d:02d}.{m:02d}.{y}", f"{mon[:3].upper()}-{d:02d}-{y}", f"{m}/{d}", str(y), f"{mon[:3]}.",
+            mon, mon.upper(), f"{d},", f"{m}/{yy}", f"{h}:{mi:02d}", f"{rng.randrange(24):02d}:{mi:02d}:{rng.randrange(60):02d}",
+            f"{h}:{mi:02d}{rng.choice(['AM', 'PM', 'am', 'pm', 'a.m.', 'p.m.'])}"])
+
+    def _phone(self, rng: random.Random) -> str:
+        a, b, c = rng.randint(200, 999), rng.randint(200, 999), rng.randrange(10000)
+        return rng.choice([f"({a})", f"({a}){b}-{c:04d}", f"{a}-{b}-{c:04d}", f"{a}.{b}.{c:04d}",
+                           f"{b}-{c:04d}", f"1-800-{b}-{c:04d}", f"+1-{a}-{b}-{c:04d}", f"x{c}"])
+
+    def _code(self, rng: random.Random) -> str:
+        parts = []
+        for _ in range(rng.randint(1, 3)):
+            r, k = rng.random(), rng.randint(1, 6)
+            pool = string.digits if r < 0.5 else string.ascii_uppercase if r < 0.88 else string.ascii_lowercase
+            parts.append("".join(rng.choices(pool, k=k if r < 0.5 else min(k, 4))))
+        code = rng.choice("--//.#_:") .join(parts)
+        if rng.random() < 0.3:
+            code = rng.choice(["#", "No.", "PO-", "ID#", "SKU:", "INV-", "Ref:", "Lot "]) + code
+        return code
+
+    def _web(self, rng: random.Random) -> str:
+        short = [w for w in (self._plain(rng).lower() for _ in range(3)) if len(w) < 10] or ["info"]
+        domain = short[0] + rng.choice(_TLDS)
+        if rng.random() < 0.5:
+            user = rng.choice([short[-1], rng.choice(string.ascii_lowercase) + rng.choice("._-") + short[-1],
+                               short[-1] + str(rng.randrange(100))])
+            s = f"{user}@{domain}"
+        else:
+            s = rng.choice(["www.", "http://", "https://www.", "http://www.", ""]) + domain
+            if rng.random() < 0.4:
+                s += "/" + rng.choice(["~", ""]) + short[-1] + rng.choice(["", "/", f"?id={rng.randrange(999)}&p=1", "#top"])
+        return s.upper() if rng.random() < 0.1 else s
+
+    def _label(self, rng: random.Random) -> str:
+        w = self._cased(self._plain(rng), rng)
+        a, b = rng.choices(string.ascii_uppercase, k=2)
+        return rng.choice([w + ":", w.upper() + ":", "(" + w, w + ")", f'"{w}"', f"'{w}'", w + "-",
+                           f"{a}&{b}", w + "(s)", w + "/", w + ".", f"[{w}]", "*" + w, w + "?", w + "!",
+                           "...", "--", f"({rng.randint(100, 999)})"])
+
+    def _symbol(self, rng: random.Random) -> str:
+        # uniform over punctuation so that rare symbols (` ~ ^ | \ { } < >) are learnt too
+        c, r = rng.choice(string.punctuation), rng.random()
+        w = self._short(rng).strip(string.punctuation) or "x"
+        if r < 0.3:
+            return c * rng.randint(1, 3)
+        if r < 0.55:
+            return w + c
+        if r < 0.8:
+            return c + w
+        return w + c + self._cased(rng.choice(_COMMON), rng)
+
+    def _line(self, rng: random.Random) -> str:
+        r, amount = rng.random(), f"{rng.choice(['', '', '$'])}{rng.uniform(0.2, 250):.2f}"
+        if r < 0.25:  # receipt
+            item = " ".join(self._plain(rng).upper() for _ in range(rng.randint(1, 3)))
+            toks = rng.choice([f"{rng.randint(1, 12)} x {item} {amount}", f"{item} {amount}",
+                               f"{rng.choice(_RECEIPT).replace('_', ' ')} {amount}",
+                               f"{rng.randint(2, 9)} @ {amount}"]).split()
+        elif r < 0.5:  # form field
+            value = rng.choice([self._date, self._phone, self._code, self._number, self._web, self._word])(rng)
+            if rng.random() < 0.3:
+                value = f"{rng.choice(_MONTHS)} {rng.randint(1, 31)}, {rng.randint(1950, 2030)}"
+            elif rng.random() < 0.3:
+                value = f"{rng.choice(string.ascii_uppercase)}. {self._cased(rng.choice(self._words), rng)}"
+            toks = [rng.choice(_FIELDS).replace("_", " "), value]
+        elif r < 0.6:  # address
+            toks = rng.choice([
+                f"{rng.randint(1, 9999)} {rng.choice(self._words).title()} {rng.choice(['St.', 'Ave.', 'Road', 'Blvd.'])}",
+                f"{rng.choice(self._words).title()}, {''.join(rng.choices(string.ascii_uppercase, k=2))} {rng.randrange(100000):05d}",
+                f"P.O. Box {rng.randint(1, 9999)}", f"Suite {rng.randint(100, 2000)}"]).split()
+        else:  # prose mixed with the other token kinds
+            target, toks = rng.randint(8, self.config.max_line_chars), []
+            while sum(len(t) + 1 for t in toks) < target:
+                toks.append(self._word(rng) if rng.random() < 0.6 else self._token(rng))
+            s = rng.random()
+            if s < 0.5:
+                toks[0] = toks[0][:1].upper() + toks[0][1:]
+            elif s < 0.7:
+                toks = [t.upper() for t in toks]
+        while len(toks) > 1 and len(" ".join(toks)) > self.config.max_line_chars:
+            toks.pop()
+        return " ".join(toks)[: self.config.max_line_chars]
+
+    # ---- rendering -----------------------------------------------------------
+    def sample(self, rng: random.Random) -> tuple[Image.Image, str]:
+        """Returns (crop, label): `text(rng)` rendered by `render`."""
+        text = self.text(rng)
+        return self.render(text, rng), text
+
+    def _pick_font(self, text: str, rng: random.Random) -> str:
+        need = set(text)
+        for _ in range(8):
+            if rng.random() < self.config.mono_prob and self._mono:
+                pool = self._typewriter if self._typewriter and rng.random() < 0.75 else self._mono
+            else:
+                pool = self.fonts
+            path = rng.choice(pool)
+            if not need & _missing_glyphs(path):
+                return path
+        return next((p for p in self.fonts if not need & _missing_glyphs(p)), self.fonts[0])
+
+    def render(self, text: str, rng: random.Random) -> Image.Image:
+        """Grayscale 'L' crop of `text` at scan resolution (not resized to the model height).
+
+        Args: text, the label; rng, the only source of randomness (with a numpy Generator seeded from it).
+        Returns: a PIL 'L' image, dark ink on light paper, height mostly 10-24 px.
+        """
+        cfg, g = self.config, np.random.default_rng(rng.getrandbits(64))
+        px = min(cfg.max_text_px, max(cfg.min_text_px, round(cfg.median_text_px * math.exp(rng.gauss(0, 0.22)))))
+        if rng.random() < 0.03:
+            px = rng.randint(min(20, cfg.max_text_px), cfg.max_text_px)  # headings, large print
+        # Thresholding happens at the higher resolution so the downscale leaves gray edges, as in real crops.
+        binarize = rng.random() < cfg.binarize_prob
+        f = rng.uniform(1.5, 3.0) if binarize or rng.random() < cfg.supersample_prob else 1.0
+        font = _font(self._pick_font(text, rng), max(4, round(px * f)))
+
+        # Text mask, with one space sometimes widened into a receipt-style column gap.
+        pieces = [(0.0, text)]
+        if " " in text and rng.random() < cfg.wide_space_prob:
+            cut = text.rindex(" ") if rng.random() < 0.6 else rng.choice([i for i, c in enumerate(text) if c == " "])
+            gap = font.getlength(text[: cut + 1]) + font.getlength(" ") * rng.uniform(1, 8)
+            pieces = [(0.0, text[:cut]), (gap, text[cut + 1:])]
+        boxes = [(x + b[0], b[1], x + b[2], b[3]) for x, s in pieces for b in [font.getbbox(s)]]
+        l, t = min(b[0] for b in boxes), min(b[1] for b in boxes)
+        w, h = max(b[2] for b in boxes) - l, max(b[3] for b in boxes) - t
+        angle = rng.uniform(-1, 1) * min(cfg.max_angle, math.degrees(math.atan(0.3 * h / max(w, 1))))
+        shear = math.tan(math.radians(rng.uniform(-cfg.max_angle, cfg.max_angle)))
+        if rng.random() >= cfg.rotate_prob:
+            angle = shear = 0.0
+        pad = int(0.6 * font.size + abs(math.sin(math.radians(angle))) * w / 2) + 2
+        mask = Image.new("L", (int(w) + 2 * pad, int(h) + 2 * pad), 0)
+        draw = ImageDraw.Draw(mask)
+        for x, s in pieces:
+            draw.text((pad - l + x, pad - t), s, font=font, fill=255)
+
+        if rng.random() < cfg.bleed_prob:  # ink spread or starved strokes
+            thin = rng.random() < 0.3 and f >= 2
+            spread = mask.filter(ImageFilter.MinFilter(3) if thin else ImageFilter.MaxFilter(3))
+            # partial blend: a full 3x3 dilation at scan resolution would fill the counters
+            mask = Image.blend(mask, spread, rng.uniform(0.2, 0.5) if thin else rng.uniform(0.3, 1.0) if f >= 2 else rng.uniform(0.2, 0.6))
+        if angle or shear:
+            a, cx, cy = math.radians(angle), mask.width / 2, mask.height / 2
+            ca, sa = math.cos(a), math.sin(a)
+            m = (ca, sa - ca * shear, 0.0, -sa, ca + sa * shear)
+            mask = mask.transform(mask.size, Image.AFFINE, (m[0], m[1], cx - m[0] * cx - m[1] * cy,
+                                                            m[3], m[4], cy - m[3] * cx - m[4] * cy), Image.BILINEAR)
+
+        # Crop box: the ink (or the cap-to-baseline band) plus per-side margins; 0 touches, <0 cuts.
+        arr = np.asarray(mask)
+        cols, rows = np.flatnonzero(arr.max(0) > 96), np.flatnonzero(arr.max(1) > 96)
+        if len(cols) == 0:
+            cols, rows = np.array([pad, pad + int(w)]), np.array([pad, pad + int(h)])
+        x0, x1, y0, y1 = cols[0], cols[-1] + 1, rows[0], rows[-1] + 1
+        if rng.random() < cfg.band_prob:
+            _, cap, _, base = font.getbbox("H")
+            y0, y1 = min(y0, pad - t + cap), max(y1, pad - t + base)
+        tight = rng.random() < cfg.tight_prob
+        margins = []
+        for touch in (0.3, 0.12, 0.4, 0.35):  # left, top, right, bottom: FUNSD touch rates
+            if tight:
+                mg = -float(rng.random() < 0.2) if rng.random() < touch else 1 + min(g.exponential(0.7), 4)
+            else:
+                mg = rng.uniform(1, 0.5 * (y1 - y0) / f + 1)
+            margins.append(round(mg * f))
+        mask = mask.crop((x0 - margins[0], y0 - margins[1], x1 + margins[2], y1 + margins[3]))
+
+        a = np.asarray(mask, dtype=np.float32) * (1 / 255)
+        a **= math.exp(rng.uniform(-0.6, 0.3))  # stroke weight; scans mostly thicken
+        H, W = a.shape
+        if rng.random() < cfg.form_line_prob:  # underline, box edge or table rule through the crop
+            k, th = rng.random(), max(1, round(rng.uniform(0.8, 2.2) * f))
+            if k < 0.5:
+                y = H - th - rng.randint(0, round(f))
+                a[max(0, y): y + th, rng.randint(0, W // 3) if rng.random() < 0.3 else 0:] = 1.0
+            elif k < 0.65:
+                a[:th] = 1.0
+            elif k < 0.85:
+                a[:, W - th:] = 1.0
+            else:
+                a[:, :th] = 1.0
+
+        paper = 255.0 if rng.random() >= cfg.gray_paper_prob else rng.uniform(190, 245)
+        ink = rng.uniform(0, 30) if rng.random() >= cfg.low_contrast_prob else paper - rng.uniform(80, 150)
+        bg = np.float32(paper)
+        if rng.random() < cfg.uneven_prob:  # stains and shading: a smooth low-resolution field
+            blot = Image.fromarray(g.uniform(-1, 1, (2, 3)).astype(np.float32)).resize((W, H), Image.BILINEAR)
+            bg = paper - rng.uniform(10, 35) * (np.asarray(blot) + 1) / 2
+        img = bg - (bg - ink) * a
+
+        out = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+        if rng.random() < cfg.blur_prob:
+            out = out.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.8) * f))
+        if binarize:  # thresholded scan: ragged, broken or filled strokes
+            noisy = np.asarray(out, dtype=np.float32)
+            lo = float(noisy.min())  # after blur the darkest stroke may be far above `ink`
+            noisy = noisy + g.normal(0, rng.uniform(0, 25), (H, W))
+            binary = np.where(noisy < lo + (paper - lo) * rng.uniform(0.35, 0.75), ink, bg)
+            out = Image.fromarray(np.clip(binary, 0, 255).astype(np.uint8))
+        if f > 1:
+            out = out.resize((max(2, round(W / f)), max(2, round(H / f))), rng.choice([Image.BOX, Image.BILINEAR]))
+
+        if rng.random() < cfg.dither_prob:
+            out = out.convert("1").convert("L")
+        o = None
+        if rng.random() < cfg.noise_prob:
+            o = np.asarray(out, dtype=np.float32) + g.normal(0, rng.uniform(2, 14), (out.height, out.width))
+        if rng.random() < cfg.speckle_prob:  # salt and pepper
+            o = np.asarray(out, dtype=np.float32) if o is None else o
+            u = g.random(o.shape)
+            d = rng.uniform(0.002, 0.02)
+            o[u < d / 2], o[u > 1 - d / 2] = ink, paper
+        if o is not None:
+            out = Image.fromarray(np.clip(o, 0, 255).astype(np.uint8))
+        if rng.random() < cfg.jpeg_prob:
+            buf = io.BytesIO()
+            out.save(buf, "JPEG", quality=rng.randint(15, 70))
+            out = Image.open(io.BytesIO(buf.getvalue())).convert("L")
+        if rng.random() < cfg.invert_prob:
+            out = Image.eval(out, lambda v: 255 - v)
+        return out
+
+
+# ---- contact sheet ---------------------------------------------------------------
+def _sheet(blocks: list[tuple[str, list[tuple[Image.Image, str]]]], width: int = 1400, scale: int = 2) -> Image.Image:
+    label_font = ImageFont.load_default(11)
+    rows, x, y, row_h = [], 0, 0, 0
+    placed = []
+    for title, items in blocks:
+        if x:
+            x, y, row_h = 0, y + row_h + 8, 0
+        placed.append((None, title, 0, y))
+        y += 18
+        for img, label in items:
+            im = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+            cw = min(max(im.width, int(label_font.getlength(repr(label)[:60]))), width)
+            if x + cw > width:
+                x, y, row_h = 0, y + row_h + 6, 0
+            placed.append((im, repr(label)[:60], x, y))
+            x, row_h = x + cw + 10, max(row_h, im.height + 14)
+    sheet = Image.new("L", (width, y + row_h + 8), 150)
+    draw = ImageDraw.Draw(sheet)
+    for im, label, px, py in placed:
+        if im is None:
+            draw.text((px, py), label, fill=0, font=ImageFont.load_default(14))
+            continue
+        sheet.paste(im.crop((0, 0, min(im.width, width), im.height)), (px, py))
+        draw.text((px, py + im.height), label, fill=0, font=label_font)
+    return sheet
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Write a contact sheet of synthetic (and real) crops.")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--n", type=int, default=48)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--real", help="parquet of real crops (columns image, text) to show for comparison")
+    args = ap.parse_args(argv)
+    rng, renderer = random.Random(args.seed), TextRenderer()
+    synth = [renderer.sample(rng) for _ in range(args.n)]
+    blocks = [("synthetic", synth)]
+    heights = {"synthetic": [im.height for im, _ in synth]}
+    if args.real:
+        import pyarrow.parquet as pq
+        table = pq.read_table(args.real, columns=["image", "text"])
+        idx = sorted(rng.sample(range(table.num_rows), min(args.n, table.num_rows)))
+        sub = table.take(idx).to_pydict()
+        real = [(Image.open(io.BytesIO(b)).convert("L"), t) for b, t in zip(sub["image"], sub["text"])]
+        blocks.append(("real", real))
+        heights["real"] = [im.height for im, _ in real]
+    _sheet(blocks).save(args.out)
+    for name, hs in heights.items():
+        print(f"{name}: crop height p10/p50/p90 = {np.percentile(hs, [10, 50, 90]).round(1).tolist()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+import numpy as np
+import pyarrow as pa
+
+from pipeline.batch import PAD_MULTIPLE, padded_crops, sort_by_width
+from pipeline.preprocess import preprocess_batch
+from tests.conftest import crop_bytes
+
+
+def _batch(widths):
+    pixels = [None if w == 0 else np.full((32, w), i, np.uint8).tobytes() for i, w in enumerate(widths)]
+    return pa.table({"id": [f"r{i}" for i in range(len(widths))], "_pixels": pa.array(pixels, pa.binary()),
+                     "_width": pa.array(widths, pa.int32())})
+
+
+def test_sort_by_width_groups_similar_widths():
+    out = sort_by_width(_batch([90, 0, 17, 300, 17, 40]))
+    assert out["_width"].to_pylist() == [0, 17, 17, 40, 90, 300]
+    assert out["id"].to_pylist() == ["r1", "r2", "r4", "r5", "r0", "r3"]   # rows move whole, ties keep order
+
+
+def test_padded_crops_pads_to_widest_rounded_up_and_skips_failed_rows():
+    crops, widths, ok = padded_crops(_batch([20, 0, 33]))
+    assert ok.tolist() == [True, False, True]
+    assert crops.shape == (2, 32, 40) and 40 % PAD_MULTIPLE == 0
+    assert widths.tolist() == [20, 33]
+    assert (crops[0] == 0).all() and (crops[1] == 2).all()                 # each row's own pixels (and edge pad)
+
+
+def test_padded_crops_all_failed():
+    crops, widths, ok = padded_crops(_batch([0, 0]))
+    assert crops.shape[0] == 0 and not ok.any()
+
+
+def test_preprocess_batch_decodes_and_reports_errors():
+    table = pa.table({"image": pa.array([crop_bytes("Total"), b"", None, b"junk"], pa.binary()), "k": [1, 2, 3, 4]})
+    out = preprocess_batch(table, "image")
+    assert out.column_names == ["k", "_pixels", "_width", "error"]
+    w = out["_width"].to_pylist()
+    assert w[0] > 16 and w[1:] == [0, 0, 0]
+    assert len(out["_pixels"][0].as_py()) == 32 * w[0]
+    errors = out["error"].to_pylist()
+    assert errors[0] is None and all(errors[1:])

@@ -1,0 +1,124 @@
+"""The whole pipeline on a real local Ray: Parquet and image folders in, Parquet out."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.ocr import main as ocr_main
+from pipeline import OcrOptions, run_ocr
+from tests.conftest import crop_bytes
+
+GOOD_WORDS = ["Date:", "TOTAL", "R&D", "(212) 555-0199", "a", "#12-B", "invoice", "$1,234.56"]
+
+
+def _write_input(path, bad: dict[int, bytes | None], n: int = 40):
+    """n rows of real PNG/JPEG crops with id and metadata columns; rows in `bad` get those bytes instead."""
+    rows = []
+    for i in range(n):
+        img = crop_bytes(GOOD_WORDS[i % len(GOOD_WORDS)], fmt="JPEG" if i % 3 == 0 else "PNG", size=10 + i % 12)
+        rows.append({"id": f"crop-{i:04d}", "image": bad.get(i, img) if i in bad else img,
+                     "page": i // 10, "label": GOOD_WORDS[i % len(GOOD_WORDS)]})
+    table = pa.Table.from_pylist(rows, schema=pa.schema([("id", pa.string()), ("image", pa.binary()),
+                                                          ("page", pa.int32()), ("label", pa.string())]))
+    pq.write_table(table.slice(0, n // 2), path / "part-0.parquet")
+    pq.write_table(table.slice(n // 2), path / "part-1.parquet")
+    return table
+
+
+def test_parquet_in_parquet_out(ray_local, small_model, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    truncated = crop_bytes("truncated")[:40]
+    bad = {3: b"", 7: truncated, 11: b"this is not an image", 15: None}
+    table = _write_input(src, bad)
+    out = tmp_path / "out"
+
+    summary = run_ocr(OcrOptions(input=str(src), output=str(out), model=small_model, batch_size=8, window=16))
+
+    df = pd.read_parquet(out)
+    assert len(df) == table.num_rows == summary["rows_in"]
+    assert sorted(df["id"]) == sorted(table["id"].to_pylist())           # every id exactly once
+    assert summary["failed"] == len(bad) and summary["ok"] == table.num_rows - len(bad)
+    expected = table.drop_columns(["image"]).to_pandas().set_index("id")
+    got = df.set_index("id").loc[expected.index]
+    pd.testing.assert_frame_equal(got[["page", "label"]], expected[["page", "label"]])  # carried intact
+    assert "image" not in df.columns
+    failed = got.loc[[f"crop-{i:04d}" for i in bad]]
+    assert failed["error"].notna().all() and failed["text"].isna().all() and failed["score"].isna().all()
+    assert "empty" in failed.loc["crop-0003", "error"] and "null" in failed.loc["crop-0015", "error"]
+    assert "cannot decode" in failed.loc["crop-0011", "error"]
+    ok = got.drop(index=failed.index)
+    assert ok["error"].isna().all() and ok["text"].map(type).eq(str).all()
+    assert ok["score"].between(0, 1).all() and (ok["model"] == "test-small:0").all()
+    assert df["score"].dtype == "float32"
+    assert (out / "_SUCCESS").exists() and not (out / "_staging").exists()
+    written = json.loads((out / "_summary.json").read_text())
+    assert written["rows_in"] == 40 and written["model"] == "test-small:0" and written["crops_per_s"] > 0
+
+
+def test_image_folder_in_parquet_out(ray_local, small_model, tmp_path):
+    src = tmp_path / "images"
+    (src / "sub").mkdir(parents=True)
+    names = []
+    for i, word in enumerate(GOOD_WORDS):
+        ext, fmt = [("png", "PNG"), ("jpg", "JPEG"), ("tif", "TIFF"), ("bmp", "BMP"), ("webp", "WEBP")][i % 5]
+        name = f"{'sub/' if i % 2 else ''}w{i}.{ext}"
+        (src / name).write_bytes(crop_bytes(word, fmt=fmt, mode="RGB"))
+        names.append(name)
+    (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    (src / "notes.txt").write_text("not a crop")                          # not an image extension: not read
+    out = tmp_path / "out"
+
+    assert ocr_main(["--input", str(src), "--output", str(out), "--model", small_model]) == 0
+
+    df = pd.read_parquet(out)
+    expected = {str(src / n) for n in names} | {str(src / "broken.png")}
+    assert set(df["path"]) == expected and len(df) == len(expected)
+    assert df.set_index("path").loc[str(src / "broken.png"), "error"].startswith("cannot decode")
+    assert df[df["path"] != str(src / "broken.png")]["error"].isna().all()
+
+
+@pytest.mark.parametrize("case", ["missing_input", "missing_column", "bad_model", "no_images", "complete_output"])
+def test_user_mistakes_get_one_line(ray_local, small_model, tmp_path, capsys, case):
+    src = tmp_path / "in"
+    src.mkdir()
+    _write_input(src, {}, n=4)
+    args = ["--input", str(src), "--output", str(tmp_path / "out"), "--model", small_model]
+    if case == "missing_input":
+        args[1], expect = str(tmp_path / "nope"), "does not exist"
+    elif case == "missing_column":
+        args += ["--image-column", "pixels"]
+        expect = "columns are: id, image, page, label"
+    elif case == "bad_model":
+        (tmp_path / "model.pt").write_text("not a checkpoint")
+        args[5], expect = str(tmp_path / "model.pt"), "not a readable checkpoint"
+    elif case == "no_images":
+        (tmp_path / "docs").mkdir()
+        (tmp_path / "docs" / "a.txt").write_text("x")
+        args[1], expect = str(tmp_path / "docs"), "no image files"
+    else:
+        assert ocr_main(args) == 0
+        capsys.readouterr()
+        expect = "already complete"
+    assert ocr_main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and expect in err and "\n" not in err and "Traceback" not in err
+
+
+def test_overwrite_replaces_complete_output(ray_local, small_model, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    _write_input(src, {}, n=6)
+    out = tmp_path / "out"
+    args = ["--input", str(src), "--output", str(out), "--model", small_model]
+    assert ocr_main(args) == 0
+    first = sorted(p.name for p in out.glob("*.parquet"))
+    assert ocr_main(args + ["--overwrite"]) == 0
+    second = sorted(p.name for p in out.glob("*.parquet"))
+    assert set(first).isdisjoint(second)                                  # old parts removed, not mixed
+    assert len(pd.read_parquet(out)) == 6
