@@ -82,9 +82,9 @@ class SynthConfig:
     bleed_prob: float = 0.35
     rotate_prob: float = 0.35
     max_angle: float = 3.0           # degrees, rotation and shear
-    blur_prob: float = 0.35
-    binarize_prob: float = 0.35
-    noise_prob: float = 0.4
+    blur_prob: float = 0.25
+    binarize_prob: float = 0.5
+    noise_prob: float = 0.35
     speckle_prob: float = 0.12
     jpeg_prob: float = 0.25
     gray_paper_prob: float = 0.08
@@ -326,7 +326,7 @@ class TextRenderer:
         Returns: a PIL 'L' image, dark ink on light paper, height mostly 10-24 px.
         """
         cfg, g = self.config, np.random.default_rng(rng.getrandbits(64))
-        px = min(cfg.max_text_px, max(cfg.min_text_px, round(cfg.median_text_px * math.exp(rng.gauss(0, 0.22)))))
+        px = min(cfg.max_text_px, max(cfg.min_text_px, round(cfg.median_text_px * math.exp(rng.gauss(0, 0.16)))))
         if rng.random() < 0.03:
             px = rng.randint(min(20, cfg.max_text_px), cfg.max_text_px)  # headings, large print
         # Thresholding happens at the higher resolution so the downscale leaves gray edges, as in real crops.
@@ -376,7 +376,7 @@ class TextRenderer:
             y0, y1 = min(y0, pad - t + cap), max(y1, pad - t + base)
         tight = rng.random() < cfg.tight_prob
         margins = []
-        for touch in (0.3, 0.12, 0.4, 0.35):  # left, top, right, bottom: FUNSD touch rates
+        for touch in (0.3, 0.08, 0.4, 0.35):  # left, top, right, bottom: FUNSD touch rates
             if tight:
                 mg = -float(rng.random() < 0.2) if rng.random() < touch else 1 + min(g.exponential(0.7), 4)
             else:
@@ -423,7 +423,7 @@ class TextRenderer:
             out = out.convert("1").convert("L")
         o = None
         if rng.random() < cfg.noise_prob:
-            o = np.asarray(out, dtype=np.float32) + g.normal(0, rng.uniform(2, 14), (out.height, out.width))
+            o = np.asarray(out, dtype=np.float32) + g.normal(0, rng.uniform(2, 12), (out.height, out.width))
         if rng.random() < cfg.speckle_prob:  # salt and pepper
             o = np.asarray(out, dtype=np.float32) if o is None else o
             u = g.random(o.shape)

@@ -1,0 +1,107 @@
+"""Evaluate a model on labelled crops by running the same pipeline a user runs.
+
+    python -m jobs.evaluate --input labelled.parquet --label-column text --output eval/ [--model m.pt]
+    python -m jobs.evaluate --input ../shared/data/funsd_train_words.parquet --holdout-docs 0.1
+
+Prints and writes <output>/report.json: exact / case-insensitive / letters-and-digits accuracy,
+CER, accuracy by label length, the commonest character confusions and the worst examples.
+Labels outside the model's charset (after normalisation) are reported and scored as they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+from rapidfuzz.distance import Levenshtein
+
+from crnn.charset import Charset, normalize
+from crnn.data import split_by_doc
+from crnn.metrics import confusions, text_metrics
+from pipeline.errors import UserError
+from pipeline.run import OcrOptions, run_ocr
+
+
+def report(df: pd.DataFrame, label: str, worst: int = 25) -> dict:
+    """Metrics over a DataFrame holding `text` (prediction) and the label column."""
+    preds, labels = df["text"].fillna("").tolist(), df[label].map(normalize).tolist()
+    by_len = {}
+    lengths = df[label].str.len()
+    for lo, hi in [(1, 1), (2, 3), (4, 6), (7, 10), (11, 20), (21, 1000)]:
+        sel = ((lengths >= lo) & (lengths <= hi)).to_numpy()
+        if sel.any():
+            by_len[f"{lo}-{hi}" if hi < 1000 else f"{lo}+"] = text_metrics(
+                [p for p, s in zip(preds, sel) if s], [t for t, s in zip(labels, sel) if s])
+    dist = [Levenshtein.distance(p, t) for p, t in zip(preds, labels)]
+    order = sorted(range(len(dist)), key=lambda i: -dist[i])
+    charset = Charset()
+    return {
+        "overall": text_metrics(preds, labels),
+        "outside_charset": int(sum(not charset.can_encode(t) for t in labels)),
+        "errors": int(df["error"].notna().sum()),
+        "by_label_length": by_len,
+        "confusions": [{"label": a, "predicted": b, "count": c} for a, b, c in confusions(preds, labels)],
+        "worst": [{"label": labels[i], "predicted": preds[i], "score": float(df["score"].iloc[i])}
+                  for i in order[:worst]],
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input", required=True)
+    p.add_argument("--label-column", default="text")
+    p.add_argument("--image-column", default="image")
+    p.add_argument("--output", help="folder for the OCR output and report.json (default: a temporary folder)")
+    p.add_argument("--model")
+    p.add_argument("--holdout-docs", type=float, metavar="FRACTION",
+                   help="evaluate only the validation documents jobs.train holds out (by --doc-column)")
+    p.add_argument("--doc-column", default="doc_id")
+    p.add_argument("--decoder", choices=["greedy", "beam"], default="greedy")
+    args = p.parse_args(argv)
+
+    out = Path(args.output or tempfile.mkdtemp(prefix="evaluate-"))
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    source = args.input
+    try:
+        if args.holdout_docs:  # the same whole-document split as training
+            table = pq.read_table(args.input)
+            if args.doc_column not in table.column_names:
+                raise UserError(f"doc column {args.doc_column!r} not in {args.input!r}; columns are: "
+                                f"{', '.join(table.column_names)}")
+            mask = split_by_doc(table[args.doc_column].to_pylist(), args.holdout_docs)
+            source = str(out / "holdout.parquet")
+            pq.write_table(table.filter(mask), source)
+        summary = run_ocr(OcrOptions(input=source, output=str(out / "ocr"), model=args.model,
+                                     image_column=args.image_column, decoder=args.decoder))
+        df = pd.read_parquet(out / "ocr")
+        label = args.label_column + "_input" if args.label_column in ("text", "score", "error", "model") else args.label_column
+        if label not in df.columns:
+            raise UserError(f"label column {args.label_column!r} not in the input; columns are: "
+                            f"{', '.join(c for c in df.columns if c not in ('text', 'score', 'error', 'model'))}")
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    rep = {"model": summary["model"], "input": args.input, "rows": len(df), **report(df, label)}
+    (out / "report.json").write_text(json.dumps(rep, indent=2))
+    o = rep["overall"]
+    print(f"\n{rep['model']} on {o['n']} crops of {args.input}")
+    print(f"exact {o['exact']:.4f}  case-insensitive {o['case_insensitive']:.4f}  "
+          f"letters+digits {o['alnum_only']:.4f}  CER {o['cer']:.4f}")
+    for k, v in rep["by_label_length"].items():
+        print(f"  length {k:>6s}: n={v['n']:5d} exact {v['exact']:.4f} CER {v['cer']:.4f}")
+    print("commonest confusions (label -> predicted):",
+          ", ".join(f"{c['label']!r}->{c['predicted']!r} x{c['count']}" for c in rep["confusions"][:10]))
+    print(f"report: {out / 'report.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
