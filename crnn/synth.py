@@ -6,6 +6,11 @@ resolution (height mostly 10-24 px; `crnn.image.normalize_crop` resizes to 32
 later), tight boxes, typewriter and print fonts, blur, noise, speckle,
 thresholding, JPEG, ink bleed, gray paper, slight rotation and shear, form lines.
 Everything is drawn from the caller's `random.Random`, so a seed reproduces a sample.
+Labels keep single spaces; a wide receipt-style gap is a rendering choice only.
+
+Speed (~1 ms a sample once warm): glyph bitmaps are cached per (font, size) and
+placed with numpy, since Pillow re-rasterises every glyph on every call; the
+first few thousand samples of a process are slower while the caches fill.
 
 Expected Debian packages. Fonts (`find_fonts` searches /usr/share/fonts and
 /usr/share/texmf/fonts/opentype, where fonts-texgyre lives): fonts-liberation2
@@ -38,8 +43,9 @@ FONT_DIRS = ("/usr/share/fonts", "/usr/share/texmf/fonts/opentype")
 WORDS_FILE = "/usr/share/dict/american-english"
 
 _NOTO_LATIN = re.compile(r"^Noto(Sans|Serif)(Mono|Display)?-")
-# Symbols, dingbats, maths, calligraphic scripts, keycaps, hairline weights: not document text.
-_NOT_TEXT = re.compile(r"symbol|dingbat|emoji|math|music|D050000L|Z003|chorus|Biolinum_K|thin|extralight", re.I)
+# Symbols, dingbats, maths, calligraphic scripts, keycaps, drop-cap initials, hairlines: not document text.
+_NOT_TEXT = re.compile(r"symbol|dingbat|emoji|math|music|D050000L|Z003|chorus|Biolinum_K|LinLibertine_I\."
+                       r"|thin|extralight", re.I)
 _MONO = re.compile(r"mono|cursor|courier|inconsolata|LinLibertine_M\.", re.I)
 _TYPEWRITER = re.compile(r"NimbusMono|FreeMono|LiberationMono|cursor|courier", re.I)
 
@@ -62,22 +68,27 @@ _MONTHS = "January February March April May June July August September October N
 _FIELDS = """Date: DATE: Name: NAME: To: From: FROM: Re: Subject: SUBJECT: Phone: Tel. Fax: Account_No.
 Invoice_# P.O._No. Total: Amount: Signature: Title: Address: E-mail: Ref. TIME: Brand: Dept.""".split()
 _RECEIPT = "TOTAL SUBTOTAL TAX CASH CHANGE BALANCE_DUE AMOUNT_DUE VISA TIP DISCOUNT".split()
+_RARE = "!\"'*+;<=>?@[\\]^_`{|}~%&"
+_PAIRS = {"<": ">", "[": "]", "{": "}", "(": ")"}
+_HI_SIZES = (20, 24, 28, 32, 40, 48, 64, 80, 96)
 _TLDS = ".com .com .org .net .edu .gov .co.uk .io .us .biz".split()
 
 
 @dataclass(frozen=True)
 class SynthConfig:
+    """Fonts, sizes, label mix and the probability of each degradation (per sample)."""
+
     font_dir: str | None = None      # None: FONT_DIRS
     words_file: str = WORDS_FILE
     min_text_px: int = 9             # font size range at "scan" resolution
     max_text_px: int = 40
-    median_text_px: float = 13.5
+    median_text_px: float = 14.0
     mono_prob: float = 0.35          # typewriter/monospace share; typed forms dominate FUNSD
     line_prob: float = 0.2           # multi-word lines rather than single tokens
     max_line_chars: int = 70
     wide_space_prob: float = 0.3     # receipt-style column gap (rendered only; the label keeps one space)
     supersample_prob: float = 0.5    # render at 1.5-3x and downscale: softer, scan-like edges
-    band_prob: float = 0.4           # box spans cap height to baseline, not just the ink
+    band_prob: float = 0.6           # box spans cap height to baseline, not just the ink
     tight_prob: float = 0.8          # tight box (may cut the ink) rather than loose margins
     bleed_prob: float = 0.35
     rotate_prob: float = 0.35
@@ -87,9 +98,9 @@ class SynthConfig:
     noise_prob: float = 0.35
     speckle_prob: float = 0.12
     jpeg_prob: float = 0.25
-    gray_paper_prob: float = 0.08
-    uneven_prob: float = 0.12
-    low_contrast_prob: float = 0.04
+    gray_paper_prob: float = 0.04
+    uneven_prob: float = 0.1
+    low_contrast_prob: float = 0.03
     form_line_prob: float = 0.12
     dither_prob: float = 0.02        # halftone-looking print
     invert_prob: float = 0.005       # white on black headers are rare
@@ -119,10 +130,46 @@ def _load_words(path: str) -> tuple[str, ...]:
     return tuple(words) or tuple(_COMMON)
 
 
-@lru_cache(maxsize=768)
+@lru_cache(maxsize=128)
 def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
     # BASIC layout: no shaping needed for ASCII, and it is much faster than raqm
     return ImageFont.truetype(path, size, layout_engine=ImageFont.Layout.BASIC)
+
+
+def _morph3(a: np.ndarray, op) -> np.ndarray:
+    """3x3 erosion (op=np.minimum) or dilation (np.maximum), separable; PIL's rank filter is ~20x slower."""
+    p = np.pad(a, 1, mode="edge")
+    rows = op(op(p[:, :-2], p[:, 1:-1]), p[:, 2:])
+    return op(op(rows[:-2], rows[1:-1]), rows[2:])
+
+
+class _Glyphs(dict):
+    """char -> (bitmap or None, left, top, advance) for one font file at one size.
+
+    Pillow loads, hints and rasterises every glyph on every call (100-900 us a
+    word, Noto worst); caching bitmaps and placing them ourselves is ~10x faster.
+    A FreeTypeFont also holds ~200 KB, so only glyphs are kept for long.
+    """
+
+    def __init__(self, path: str, size: int):
+        super().__init__()
+        self.path, self.size = path, size
+
+    def __missing__(self, c: str):
+        font = _font(self.path, self.size)
+        l, t, r, b = font.getbbox(c)
+        bitmap = None
+        if r > l and b > t:
+            img = Image.new("L", (r - l, b - t), 0)
+            ImageDraw.Draw(img).text((-l, -t), c, font=font, fill=255)
+            bitmap = np.asarray(img)
+        self[c] = glyph = (bitmap, l, t, font.getlength(c))
+        return glyph
+
+
+@lru_cache(maxsize=8192)  # ~10 KB each
+def _glyphs(path: str, size: int) -> _Glyphs:
+    return _Glyphs(path, size)
 
 
 @lru_cache(maxsize=None)
@@ -140,7 +187,10 @@ def _missing_glyphs(path: str) -> frozenset[str]:
 
 
 class TextRenderer:
-    """Labels and degraded crops; see the module docstring."""
+    """Makes labels (`text`), renders them as scan-like crops (`render`), or both (`sample`).
+
+    Holds no random state: every call draws from the `rng` it is given.
+    """
 
     def __init__(self, config: SynthConfig = SynthConfig()):
         self.config = config
@@ -159,15 +209,18 @@ class TextRenderer:
         return " ".join(s.split()) or "a"
 
     def _token(self, rng: random.Random) -> str:
+        # words 40%, short tokens 24% (with short words, ~1/3 of tokens have <= 3 chars as in FUNSD),
+        # numbers 10%, dates/times 6%, phones 3%, codes 4.5%, e-mail/web 2.5%, labels 2.5%, rare symbols 7.5%
         r = rng.random()
         for p, fn in ((0.40, self._word), (0.64, self._short), (0.74, self._number),
-                      (0.80, self._date), (0.83, self._phone), (0.89, self._code),
-                      (0.92, self._web), (0.96, self._label)):
+                      (0.80, self._date), (0.83, self._phone), (0.875, self._code),
+                      (0.9, self._web), (0.925, self._label)):
             if r < p:
                 return fn(rng)
         return self._symbol(rng)
 
     def _plain(self, rng: random.Random) -> str:
+        # half from the form vocabulary: uniform draws from 75k dictionary words are mostly rare words
         return rng.choice(_COMMON) if rng.random() < 0.5 else rng.choice(self._words)
 
     def _cased(self, w: str, rng: random.Random) -> str:
@@ -218,7 +271,7 @@ class TextRenderer:
         return rng.choice([
             f"{m}/{d}/{yy}", f"{m:02d}/{d:02d}/{y}", f"{y}-{m:02d}-{d:02d}", f"{d}-{mon[:3]}-{yy}",
             f"{d:02d}.{m:02d}.{y}", f"{mon[:3].upper()}-{d:02d}-{y}", f"{m}/{d}", str(y), f"{mon[:3]}.",
-            mon, mon.upper(), f"{d},", f"{m}/{yy}", f"{h}:{mi:02d}", f"{rng.randrange(24):02d}:{mi:02d}:{rng.randrange(60):02d}",
+            mon, mon.upper(), f"{d},", f"{m}/{yy}", f"{h}:{mi:02d}", f"{h + 11}:{mi:02d}:{rng.randrange(60):02d}",
             f"{h}:{mi:02d}{rng.choice(['AM', 'PM', 'am', 'pm', 'a.m.', 'p.m.'])}"])
 
     def _phone(self, rng: random.Random) -> str:
@@ -232,7 +285,7 @@ class TextRenderer:
             r, k = rng.random(), rng.randint(1, 6)
             pool = string.digits if r < 0.5 else string.ascii_uppercase if r < 0.88 else string.ascii_lowercase
             parts.append("".join(rng.choices(pool, k=k if r < 0.5 else min(k, 4))))
-        code = rng.choice("--//.#_:") .join(parts)
+        code = rng.choice("--//.#_:").join(parts)
         if rng.random() < 0.3:
             code = rng.choice(["#", "No.", "PO-", "ID#", "SKU:", "INV-", "Ref:", "Lot "]) + code
         return code
@@ -247,7 +300,8 @@ class TextRenderer:
         else:
             s = rng.choice(["www.", "http://", "https://www.", "http://www.", ""]) + domain
             if rng.random() < 0.4:
-                s += "/" + rng.choice(["~", ""]) + short[-1] + rng.choice(["", "/", f"?id={rng.randrange(999)}&p=1", "#top"])
+                query = rng.choice(["", "/", f"?id={rng.randrange(999)}&p=1", "#top"])
+                s += "/" + rng.choice(["~", ""]) + short[-1] + query
         return s.upper() if rng.random() < 0.1 else s
 
     def _label(self, rng: random.Random) -> str:
@@ -258,9 +312,11 @@ class TextRenderer:
                            "...", "--", f"({rng.randint(100, 999)})"])
 
     def _symbol(self, rng: random.Random) -> str:
-        # uniform over punctuation so that rare symbols (` ~ ^ | \ { } < >) are learnt too
-        c, r = rng.choice(string.punctuation), rng.random()
+        # uniform over the punctuation that other tokens rarely produce, so ` ~ ^ | \ { } < > are learnt too
+        c, r = rng.choice(_RARE), rng.random()
         w = self._short(rng).strip(string.punctuation) or "x"
+        if c in _PAIRS and r < 0.5:
+            return c + w + _PAIRS[c]
         if r < 0.3:
             return c * rng.randint(1, 3)
         if r < 0.55:
@@ -284,9 +340,10 @@ class TextRenderer:
                 value = f"{rng.choice(string.ascii_uppercase)}. {self._cased(rng.choice(self._words), rng)}"
             toks = [rng.choice(_FIELDS).replace("_", " "), value]
         elif r < 0.6:  # address
+            place = rng.choice(self._words).title()
             toks = rng.choice([
-                f"{rng.randint(1, 9999)} {rng.choice(self._words).title()} {rng.choice(['St.', 'Ave.', 'Road', 'Blvd.'])}",
-                f"{rng.choice(self._words).title()}, {''.join(rng.choices(string.ascii_uppercase, k=2))} {rng.randrange(100000):05d}",
+                f"{rng.randint(1, 9999)} {place} {rng.choice(['St.', 'Ave.', 'Road', 'Blvd.'])}",
+                f"{place}, {''.join(rng.choices(string.ascii_uppercase, k=2))} {rng.randrange(100000):05d}",
                 f"P.O. Box {rng.randint(1, 9999)}", f"Suite {rng.randint(100, 2000)}"]).split()
         else:  # prose mixed with the other token kinds
             target, toks = rng.randint(8, self.config.max_line_chars), []
@@ -320,74 +377,100 @@ class TextRenderer:
         return next((p for p in self.fonts if not need & _missing_glyphs(p)), self.fonts[0])
 
     def render(self, text: str, rng: random.Random) -> Image.Image:
-        """Grayscale 'L' crop of `text` at scan resolution (not resized to the model height).
+        """Grayscale crop of `text` at scan resolution (not resized to the model height).
 
-        Args: text, the label; rng, the only source of randomness (with a numpy Generator seeded from it).
+        Args: text, the label; rng, the only source of randomness (a numpy Generator is seeded from it).
         Returns: a PIL 'L' image, dark ink on light paper, height mostly 10-24 px.
         """
         cfg, g = self.config, np.random.default_rng(rng.getrandbits(64))
-        px = min(cfg.max_text_px, max(cfg.min_text_px, round(cfg.median_text_px * math.exp(rng.gauss(0, 0.16)))))
+        px = min(cfg.max_text_px, max(cfg.min_text_px, round(cfg.median_text_px * math.exp(rng.gauss(0, 0.14)))))
         if rng.random() < 0.03:
             px = rng.randint(min(20, cfg.max_text_px), cfg.max_text_px)  # headings, large print
-        # Thresholding happens at the higher resolution so the downscale leaves gray edges, as in real crops.
+        # Thresholding happens at a higher resolution so the downscale leaves gray edges, as in real crops.
         binarize = rng.random() < cfg.binarize_prob
-        f = rng.uniform(1.5, 3.0) if binarize or rng.random() < cfg.supersample_prob else 1.0
-        font = _font(self._pick_font(text, rng), max(4, round(px * f)))
+        size, f = px, 1.0
+        if binarize or rng.random() < cfg.supersample_prob:
+            sizes = [s for s in _HI_SIZES if 1.4 <= s / px <= 3.2]  # few sizes: small glyph caches
+            if sizes:
+                size = rng.choice(sizes)
+                f = size / px
+        glyphs = _glyphs(self._pick_font(text, rng), size)
+        mask, band = self._typeset(text, glyphs, rng)
+        cover = self._ink(self._crop(mask, band, f, rng, g), f, rng)
+        return self._scan(cover, f, binarize, rng, g)
 
-        # Text mask, with one space sometimes widened into a receipt-style column gap.
-        pieces = [(0.0, text)]
-        if " " in text and rng.random() < cfg.wide_space_prob:
+    def _typeset(self, text: str, glyphs: _Glyphs, rng: random.Random) -> tuple[Image.Image, tuple[int, int]]:
+        """Ink mask of `text`, maybe rotated and sheared, and the rows of its cap height and baseline."""
+        cfg, cut, gap = self.config, -1, 0.0
+        if " " in text and rng.random() < cfg.wide_space_prob:  # receipt-style column gap
             cut = text.rindex(" ") if rng.random() < 0.6 else rng.choice([i for i, c in enumerate(text) if c == " "])
-            gap = font.getlength(text[: cut + 1]) + font.getlength(" ") * rng.uniform(1, 8)
-            pieces = [(0.0, text[:cut]), (gap, text[cut + 1:])]
-        boxes = [(x + b[0], b[1], x + b[2], b[3]) for x, s in pieces for b in [font.getbbox(s)]]
-        l, t = min(b[0] for b in boxes), min(b[1] for b in boxes)
-        w, h = max(b[2] for b in boxes) - l, max(b[3] for b in boxes) - t
-        angle = rng.uniform(-1, 1) * min(cfg.max_angle, math.degrees(math.atan(0.3 * h / max(w, 1))))
-        shear = math.tan(math.radians(rng.uniform(-cfg.max_angle, cfg.max_angle)))
-        if rng.random() >= cfg.rotate_prob:
-            angle = shear = 0.0
-        pad = int(0.6 * font.size + abs(math.sin(math.radians(angle))) * w / 2) + 2
-        mask = Image.new("L", (int(w) + 2 * pad, int(h) + 2 * pad), 0)
-        draw = ImageDraw.Draw(mask)
-        for x, s in pieces:
-            draw.text((pad - l + x, pad - t), s, font=font, fill=255)
-
-        if rng.random() < cfg.bleed_prob:  # ink spread or starved strokes
-            thin = rng.random() < 0.3 and f >= 2
-            spread = mask.filter(ImageFilter.MinFilter(3) if thin else ImageFilter.MaxFilter(3))
-            # partial blend: a full 3x3 dilation at scan resolution would fill the counters
-            mask = Image.blend(mask, spread, rng.uniform(0.2, 0.5) if thin else rng.uniform(0.3, 1.0) if f >= 2 else rng.uniform(0.2, 0.6))
+            gap = glyphs[" "][3] * rng.uniform(1, 8)
+        placed, x = [], 0.0
+        for i, c in enumerate(text):
+            bitmap, left, top, advance = glyphs[c]
+            if bitmap is not None:
+                placed.append((bitmap, round(x) + left, top))
+            x += advance + gap * (i == cut)
+        cap = glyphs["H"]
+        if not placed:  # blank text still gets a box of the right height
+            placed = [(np.zeros((1, 1), np.uint8), 0, cap[2])]
+        l, t = min(p[1] for p in placed), min(p[2] for p in placed)
+        w = max(p[1] + p[0].shape[1] for p in placed) - l
+        h = max(p[2] + p[0].shape[0] for p in placed) - t
+        angle = shear = 0.0
+        if rng.random() < cfg.rotate_prob:  # long lines turn less, else the box would be mostly paper
+            angle = math.radians(rng.uniform(-1, 1) * min(cfg.max_angle, math.degrees(math.atan(0.3 * h / max(w, 1)))))
+            shear = math.tan(math.radians(rng.uniform(-cfg.max_angle, cfg.max_angle)))
+        pad = int(abs(math.sin(angle)) * w / 2 + abs(shear) * h) + 2  # room to turn; margins come from crop()
+        canvas = np.zeros((h + 2 * pad, w + 2 * pad), np.uint8)
+        for bitmap, gx, gy in placed:
+            view = canvas[gy - t + pad: gy - t + pad + bitmap.shape[0], gx - l + pad: gx - l + pad + bitmap.shape[1]]
+            np.maximum(view, bitmap, out=view)
+        mask = Image.fromarray(canvas)
         if angle or shear:
-            a, cx, cy = math.radians(angle), mask.width / 2, mask.height / 2
-            ca, sa = math.cos(a), math.sin(a)
-            m = (ca, sa - ca * shear, 0.0, -sa, ca + sa * shear)
-            mask = mask.transform(mask.size, Image.AFFINE, (m[0], m[1], cx - m[0] * cx - m[1] * cy,
-                                                            m[3], m[4], cy - m[3] * cx - m[4] * cy), Image.BILINEAR)
+            cx, cy, ca, sa = mask.width / 2, mask.height / 2, math.cos(angle), math.sin(angle)
+            m00, m01, m10, m11 = ca, sa - ca * shear, -sa, ca + sa * shear  # output -> input, about the centre
+            mask = mask.transform(mask.size, Image.AFFINE, (m00, m01, cx - m00 * cx - m01 * cy,
+                                                            m10, m11, cy - m10 * cx - m11 * cy), Image.BILINEAR)
+        return mask, (pad - t + cap[2], pad - t + cap[2] + cap[0].shape[0])
 
-        # Crop box: the ink (or the cap-to-baseline band) plus per-side margins; 0 touches, <0 cuts.
+    def _crop(self, mask: Image.Image, band: tuple[int, int], f: float, rng: random.Random, g) -> np.ndarray:
+        """Cut the word box out of `mask`: ink coverage in 0..1 as float32.
+
+        Like hand-drawn FUNSD boxes: mostly tight, often touching or slightly
+        cutting the ink, sometimes spanning cap height to baseline.
+        """
         arr = np.asarray(mask)
         cols, rows = np.flatnonzero(arr.max(0) > 96), np.flatnonzero(arr.max(1) > 96)
         if len(cols) == 0:
-            cols, rows = np.array([pad, pad + int(w)]), np.array([pad, pad + int(h)])
+            cols, rows = np.array([0, mask.width - 1]), np.array(band)
         x0, x1, y0, y1 = cols[0], cols[-1] + 1, rows[0], rows[-1] + 1
-        if rng.random() < cfg.band_prob:
-            _, cap, _, base = font.getbbox("H")
-            y0, y1 = min(y0, pad - t + cap), max(y1, pad - t + base)
-        tight = rng.random() < cfg.tight_prob
-        margins = []
-        for touch in (0.3, 0.08, 0.4, 0.35):  # left, top, right, bottom: FUNSD touch rates
+        if rng.random() < self.config.band_prob:  # descenders are often clipped then
+            y0, y1 = min(y0, band[0]), max(band[1], band[1] + round((y1 - band[1]) * rng.uniform(0.3, 1.0)))
+        tight = rng.random() < self.config.tight_prob
+        margins, small = [], (x1 - x0 < 6 * f, y1 - y0 < 6 * f)  # never cut into '.', ':', '-'
+        for side, touch in enumerate((0.3, 0.08, 0.4, 0.35)):  # left, top, right, bottom: FUNSD ink touch rates
             if tight:
-                mg = -float(rng.random() < 0.2) if rng.random() < touch else 1 + min(g.exponential(0.7), 4)
+                cut = rng.random() < 0.2 and not small[side % 2]
+                m = -float(cut) if rng.random() < touch else 1 + min(g.exponential(0.7), 4)
             else:
-                mg = rng.uniform(1, 0.5 * (y1 - y0) / f + 1)
-            margins.append(round(mg * f))
-        mask = mask.crop((x0 - margins[0], y0 - margins[1], x1 + margins[2], y1 + margins[3]))
+                m = rng.uniform(1, 0.5 * (y1 - y0) / f + 1)
+            margins.append(round(m * f))
+        box = [x0 - margins[0], y0 - margins[1], x1 + margins[2], y1 + margins[3]]
+        box[2], box[3] = max(box[2], box[0] + math.ceil(2 * f)), max(box[3], box[1] + math.ceil(4 * f))  # '.', '|'
+        return np.asarray(mask.crop(box), dtype=np.float32) * (1 / 255)  # crop() pads with 0 outside
 
-        a = np.asarray(mask, dtype=np.float32) * (1 / 255)
-        a **= math.exp(rng.uniform(-0.6, 0.3))  # stroke weight; scans mostly thicken
-        H, W = a.shape
-        if rng.random() < cfg.form_line_prob:  # underline, box edge or table rule through the crop
+    def _ink(self, a: np.ndarray, f: float, rng: random.Random) -> np.ndarray:
+        """Stroke weight (bleed, starved ink) and form lines, on the coverage array."""
+        cfg = self.config
+        if rng.random() < cfg.bleed_prob:
+            thin = rng.random() < 0.3 and f >= 2  # eroding 1-px strokes at scan size would erase them
+            # partial blend: a full 3x3 dilation at scan resolution fills the counters
+            k = rng.uniform(0.2, 0.5) if thin else rng.uniform(0.3, 0.8) if f >= 2 else rng.uniform(0.2, 0.5)
+            a += (_morph3(a, np.minimum if thin else np.maximum) - a) * k
+        a **= math.exp(rng.uniform(-0.45, 0.3))  # scans mostly thicken strokes
+        if rng.random() < cfg.form_line_prob:  # underline, box edge or table rule in the crop
+            H, W = a.shape
             k, th = rng.random(), max(1, round(rng.uniform(0.8, 2.2) * f))
             if k < 0.5:
                 y = H - th - rng.randint(0, round(f))
@@ -398,53 +481,54 @@ class TextRenderer:
                 a[:, W - th:] = 1.0
             else:
                 a[:, :th] = 1.0
+        return a
 
+    def _scan(self, a: np.ndarray, f: float, binarize: bool, rng: random.Random, g) -> Image.Image:
+        """Ink on paper, then scanner and compression artefacts; downscales by `f` to scan size."""
+        cfg, (H, W) = self.config, a.shape
         paper = 255.0 if rng.random() >= cfg.gray_paper_prob else rng.uniform(190, 245)
         ink = rng.uniform(0, 30) if rng.random() >= cfg.low_contrast_prob else paper - rng.uniform(80, 150)
         bg = np.float32(paper)
         if rng.random() < cfg.uneven_prob:  # stains and shading: a smooth low-resolution field
-            blot = Image.fromarray(g.uniform(-1, 1, (2, 3)).astype(np.float32)).resize((W, H), Image.BILINEAR)
-            bg = paper - rng.uniform(10, 35) * (np.asarray(blot) + 1) / 2
-        img = bg - (bg - ink) * a
-
-        out = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+            blot = Image.fromarray(g.uniform(0, 1, (2, 3)).astype(np.float32)).resize((W, H), Image.BILINEAR)
+            bg = paper - rng.uniform(10, 35) * np.asarray(blot)
+        out = Image.fromarray(np.clip(bg - (bg - ink) * a, 0, 255).astype(np.uint8))
         if rng.random() < cfg.blur_prob:
             out = out.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.8) * f))
         if binarize:  # thresholded scan: ragged, broken or filled strokes
-            noisy = np.asarray(out, dtype=np.float32)
-            lo = float(noisy.min())  # after blur the darkest stroke may be far above `ink`
-            noisy = noisy + g.normal(0, rng.uniform(0, 25), (H, W))
-            binary = np.where(noisy < lo + (paper - lo) * rng.uniform(0.35, 0.75), ink, bg)
-            out = Image.fromarray(np.clip(binary, 0, 255).astype(np.uint8))
+            v = np.asarray(out, dtype=np.float32)
+            lo = float(v.min())  # after blur the darkest stroke may be far above `ink`
+            v = v + g.normal(0, rng.uniform(0, 25), (H, W))
+            out = Image.fromarray(np.clip(np.where(v < lo + (paper - lo) * rng.uniform(0.35, 0.75), ink, bg), 0, 255)
+                                  .astype(np.uint8))
         if f > 1:
             out = out.resize((max(2, round(W / f)), max(2, round(H / f))), rng.choice([Image.BOX, Image.BILINEAR]))
-
-        if rng.random() < cfg.dither_prob:
+        if rng.random() < cfg.dither_prob:  # halftone look
             out = out.convert("1").convert("L")
-        o = None
+        v = None
         if rng.random() < cfg.noise_prob:
-            o = np.asarray(out, dtype=np.float32) + g.normal(0, rng.uniform(2, 12), (out.height, out.width))
+            v = np.asarray(out, dtype=np.float32) + g.normal(0, rng.uniform(2, 12), (out.height, out.width))
         if rng.random() < cfg.speckle_prob:  # salt and pepper
-            o = np.asarray(out, dtype=np.float32) if o is None else o
-            u = g.random(o.shape)
-            d = rng.uniform(0.002, 0.02)
-            o[u < d / 2], o[u > 1 - d / 2] = ink, paper
-        if o is not None:
-            out = Image.fromarray(np.clip(o, 0, 255).astype(np.uint8))
+            v = np.asarray(out, dtype=np.float32) if v is None else v
+            u, d = g.random(v.shape), rng.uniform(0.002, 0.02)
+            v[u < d / 2] = ink
+            v[u > 1 - d / 2] = paper
+        if v is not None:
+            out = Image.fromarray(np.clip(v, 0, 255).astype(np.uint8))
         if rng.random() < cfg.jpeg_prob:
             buf = io.BytesIO()
             out.save(buf, "JPEG", quality=rng.randint(15, 70))
             out = Image.open(io.BytesIO(buf.getvalue())).convert("L")
         if rng.random() < cfg.invert_prob:
-            out = Image.eval(out, lambda v: 255 - v)
+            out = Image.eval(out, lambda p: 255 - p)
         return out
 
 
 # ---- contact sheet ---------------------------------------------------------------
 def _sheet(blocks: list[tuple[str, list[tuple[Image.Image, str]]]], width: int = 1400, scale: int = 2) -> Image.Image:
-    label_font = ImageFont.load_default(11)
-    rows, x, y, row_h = [], 0, 0, 0
-    placed = []
+    """Titled blocks of crops, each enlarged `scale` times (nearest, to show the pixels) over its label."""
+    small, big = ImageFont.load_default(11), ImageFont.load_default(14)
+    placed, x, y, row_h = [], 0, 0, 0  # (image or None for a title, text, x, y)
     for title, items in blocks:
         if x:
             x, y, row_h = 0, y + row_h + 8, 0
@@ -452,19 +536,20 @@ def _sheet(blocks: list[tuple[str, list[tuple[Image.Image, str]]]], width: int =
         y += 18
         for img, label in items:
             im = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-            cw = min(max(im.width, int(label_font.getlength(repr(label)[:60]))), width)
+            text = repr(label)[:60]
+            cw = min(max(im.width, int(small.getlength(text))), width)
             if x + cw > width:
                 x, y, row_h = 0, y + row_h + 6, 0
-            placed.append((im, repr(label)[:60], x, y))
+            placed.append((im, text, x, y))
             x, row_h = x + cw + 10, max(row_h, im.height + 14)
     sheet = Image.new("L", (width, y + row_h + 8), 150)
     draw = ImageDraw.Draw(sheet)
-    for im, label, px, py in placed:
+    for im, text, px, py in placed:
         if im is None:
-            draw.text((px, py), label, fill=0, font=ImageFont.load_default(14))
-            continue
-        sheet.paste(im.crop((0, 0, min(im.width, width), im.height)), (px, py))
-        draw.text((px, py + im.height), label, fill=0, font=label_font)
+            draw.text((px, py), text, fill=0, font=big)
+        else:
+            sheet.paste(im.crop((0, 0, min(im.width, width), im.height)), (px, py))
+            draw.text((px, py + im.height), text, fill=0, font=small)
     return sheet
 
 

@@ -1,0 +1,102 @@
+"""Tests for the synthetic crop renderer (crnn/synth.py)."""
+
+import dataclasses
+import os
+import random
+import re
+
+import numpy as np
+import pytest
+
+from crnn.charset import PRINTABLE_ASCII, Charset
+from crnn.synth import SynthConfig, TextRenderer, find_fonts
+
+needs_fonts = pytest.mark.skipif(not find_fonts(), reason="no fonts installed")
+
+
+@pytest.fixture(scope="module")
+def renderer():
+    return TextRenderer()
+
+
+@pytest.fixture(scope="module")
+def texts(renderer):
+    rng = random.Random(1234)
+    return [renderer.text(rng) for _ in range(3000)]
+
+
+def test_find_fonts_latin_text_fonts():
+    fonts = find_fonts()
+    names = [os.path.basename(p) for p in fonts]
+    assert len(fonts) > 20
+    assert any(re.search(r"mono|cursor|courier", n, re.I) for n in names)
+    assert all(p.lower().endswith((".ttf", ".otf")) for p in fonts)
+    assert fonts == sorted(fonts)
+    for bad in ("D050000L", "Z003", "StandardSymbols", "NotoSansArabic", "NotoSansSymbols"):
+        assert not any(n.startswith(bad) for n in names), bad
+
+
+@needs_fonts
+def test_same_seed_same_samples(renderer):
+    def run(seed):
+        rng = random.Random(seed)
+        return [(im.tobytes(), im.size, text) for im, text in (renderer.sample(rng) for _ in range(40))]
+
+    assert run(7) == run(7)
+    assert run(7) != run(8)
+    # a fresh renderer (caches already warm or not) gives the same result
+    rng = random.Random(7)
+    im, text = TextRenderer().sample(rng)
+    assert (im.tobytes(), im.size, text) == run(7)[0]
+
+
+@needs_fonts
+def test_crops_are_grayscale_scan_sized(renderer):
+    rng = random.Random(3)
+    heights = []
+    for _ in range(200):
+        im, text = renderer.sample(rng)
+        assert im.mode == "L"
+        assert im.width >= 2 and 4 <= im.height <= 160
+        heights.append(im.height)
+        a = np.asarray(im)
+        assert a.max() > a.min()  # something was drawn
+    assert 10 <= np.median(heights) <= 20  # like real scanned word crops, not the model's 32
+
+
+@needs_fonts
+def test_every_degradation_at_once_and_odd_texts():
+    probs = {f.name: 1.0 for f in dataclasses.fields(SynthConfig)
+             if f.name.endswith("_prob") and f.name not in ("line_prob", "invert_prob")}
+    r = TextRenderer(SynthConfig(**probs))
+    rng = random.Random(5)
+    for text in [".", "|", "_", "'", "-", "i", "W" * 70, "a b", " ", "TOTAL $12.40", PRINTABLE_ASCII.strip()]:
+        for _ in range(5):
+            im = r.render(text, rng)
+            assert im.mode == "L" and im.width >= 2 and im.height >= 2
+    for _ in range(100):
+        im, _ = r.sample(rng)
+        assert im.mode == "L"
+
+
+@needs_fonts
+def test_labels_clean_and_encodable(texts):
+    cs = Charset()
+    for t in texts:
+        assert cs.can_encode(t), t
+        assert t == t.strip() and "  " not in t and t, repr(t)
+        assert len(t) <= 70
+
+
+@needs_fonts
+def test_label_distribution(texts):
+    assert set("".join(texts)) == set(PRINTABLE_ASCII)  # all 95 symbols, space included
+    words = [w for t in texts for w in t.split()]
+    short = sum(len(w) <= 3 for w in words) / len(words)
+    assert 0.2 < short < 0.45
+    multi = sum(" " in t for t in texts) / len(texts)
+    assert 0.1 < multi < 0.4
+    assert any(re.fullmatch(r"\$[\d,]+\.\d\d", t) for t in texts)  # amounts
+    assert any(re.fullmatch(r"\d{1,2}/\d{1,2}/\d{2,4}", t) for t in texts)  # dates
+    assert any("@" in t and "." in t for t in texts)  # e-mail
+    assert any(t.isupper() and len(t) > 3 for t in texts) and any(t.islower() and len(t) > 3 for t in texts)
