@@ -35,6 +35,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rows-per-file", type=int, help="at least this many rows per output Parquet file")
     p.add_argument("--overwrite", action="store_true", help="replace a complete output")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run into the same --output")
+    p.add_argument("--stats", action="store_true", help="print per-stage timing (Ray Data's ds.stats())")
     p.add_argument("--storage-option", action="append", metavar="KEY=VALUE",
                    help="fsspec/s3fs option, e.g. endpoint_url=http://127.0.0.1:9000 (repeatable)")
     p.add_argument("--storage-options-file", help="JSON file of fsspec/s3fs options")
@@ -49,7 +50,7 @@ def main(argv=None) -> int:
             id_column=args.id_column, model=args.model, batch_size=args.batch_size, window=args.window,
             actors=args.actors, num_gpus=args.num_gpus, threads=args.threads, precision=args.precision,
             decoder=args.decoder, max_width=args.max_width, rows_per_file=args.rows_per_file,
-            overwrite=args.overwrite, resume=args.resume,
+            overwrite=args.overwrite, resume=args.resume, stats=args.stats,
             storage_options=parse_storage_options(args.storage_option, args.storage_options_file))
         summary = run_ocr(opts)
     except UserError as e:

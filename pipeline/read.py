@@ -27,8 +27,8 @@ class Source:
 
 def find_source(store: Storage, fmt: str = "auto", image_column: str = "image") -> Source:
     """List the input and check it holds what the job needs; UserError naming what was found otherwise."""
-    if not store.call("reading input", store.fs.exists, store.path):
-        raise UserError(f"input {store.uri!r} does not exist")
+    if not store.call("reading input", store.exists):
+        raise store.not_found("input")
     if store.fs.isfile(store.path):
         files = [store.path]
     else:

@@ -43,6 +43,7 @@ class OcrOptions:
     rows_per_file: int | None = None     # at least this many rows per output file
     overwrite: bool = False
     resume: bool = False
+    stats: bool = False                  # print Ray Data's per-stage timing (ds.stats()) at the end
     storage_options: dict = field(default_factory=dict)
 
     def public(self) -> dict:
@@ -68,7 +69,7 @@ def run_ocr(opts: OcrOptions) -> dict:
     if opts.resume and not id_column:
         raise UserError(f"--resume needs a unique id column (--id-column); columns are: {', '.join(source.columns)}")
     writer = OutputWriter(Storage(opts.output, opts.storage_options), overwrite=opts.overwrite)
-    writer.check_target()
+    writer.check_target(resume=opts.resume)
     rows_in = _count_rows(src_store, source)
     if opts.resume and source.format == "parquet":
         _check_unique_ids(src_store, source, id_column)
@@ -105,6 +106,8 @@ def run_ocr(opts: OcrOptions) -> dict:
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=opts.num_gpus if gpu else None, num_cpus=1)
     writer.write(ds, opts.rows_per_file)
+    if opts.stats:
+        print(ds.stats())
 
     counts = writer.staged_counts(id_column)
     if counts["rows"] != rows_in or (id_column and counts["unique_ids"] != rows_in):

@@ -23,6 +23,9 @@ class Storage:
         except (ValueError, ImportError) as e:
             raise UserError(f"cannot open {uri!r}: {e}") from None
         self.path = self.path.rstrip("/") or self.path
+        # fsspec shares one filesystem instance per set of options, listings cached: start from fresh ones
+        # (another process, or Ray workers, may have changed the store since).
+        self.fs.invalidate_cache()
 
     @property
     def protocol(self) -> str:
@@ -40,6 +43,26 @@ class Storage:
             return pafs.LocalFileSystem()
         return pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
 
+    @property
+    def bucket(self) -> str | None:
+        """The bucket (first path component) on object stores; None for local paths."""
+        return None if self.is_local else self.path.split("/", 1)[0]
+
+    def exists(self, path: str | None = None) -> bool:
+        """Like `fs.exists`, but only "not found" answers False: s3fs's `exists` on a bucket root answers
+        False for any failure (bad endpoint, bad credentials), which would read as "does not exist"."""
+        try:
+            self.fs.info(self.path if path is None else path)
+            return True
+        except FileNotFoundError:
+            return False
+
+    def not_found(self, what: str) -> UserError:
+        """The error for a missing URI, naming the bucket when it is the bucket that is missing."""
+        if self.bucket and self.path != self.bucket and not self.call(what, self.exists, self.bucket):
+            return UserError(f"{what} {self.uri!r} does not exist (no bucket {self.bucket!r})")
+        return UserError(f"{what} {self.uri!r} does not exist")
+
     def join(self, *parts: str) -> str:
         return "/".join([self.path, *parts])
 
@@ -53,14 +76,21 @@ class Storage:
             return fn(*args, **kwargs)
         except FileNotFoundError:
             raise UserError(f"{what}: {self.uri!r} does not exist") from None
-        except PermissionError:
-            raise UserError(f"{what}: permission denied for {self.uri!r}") from None
+        except PermissionError as e:  # S3 answers 403 both for a wrong key/secret and for a policy that denies
+            hint = "" if self.is_local else " (check the credentials and the bucket's policy)"
+            raise UserError(f"{what}: permission denied for {self.uri!r}: {_one_line(e)}{hint}") from None
         except OSError as e:
             raise UserError(f"{what}: {self.uri!r}: {_one_line(e)}") from None
+        except TypeError as e:  # s3fs hands options it does not know to botocore at the first call
+            if "unexpected keyword argument" not in str(e):
+                raise
+            raise UserError(f"{what}: {self.uri!r}: a storage option is not one {self.protocol} takes: "
+                            f"{_one_line(e)}") from None
         except Exception as e:  # botocore/aiohttp raise their own types for bad endpoints and credentials
             name = type(e).__name__
             if name in ("NoCredentialsError", "ClientError", "EndpointConnectionError", "ClientConnectorError",
-                        "InvalidEndpointURL", "ValueError", "ServerTimeoutError"):
+                        "InvalidEndpointURL", "ValueError", "ServerTimeoutError", "ArrowInvalid",
+                        "ConnectTimeoutError", "ReadTimeoutError"):
                 raise UserError(f"{what}: {self.uri!r}: {name}: {_one_line(e)}") from None
             raise
 

@@ -32,27 +32,39 @@ class OutputWriter:
 
     def _parts(self, folder: str) -> list[str]:
         fs = self.store.fs
-        if not fs.exists(folder):
+        fs.invalidate_cache(folder)  # Ray workers write parts from other processes: s3fs's cached listing is stale
+        if not self.store.call("listing output", self.store.exists, folder):
             return []
-        return sorted(f for f in fs.ls(folder, detail=False) if f.endswith(".parquet"))
+        return sorted(f for f in self.store.call("listing output", fs.ls, folder, detail=False)
+                      if f.endswith(".parquet"))
 
-    def check_target(self) -> None:
-        """Refuse to run over a complete output (unless overwriting) or over foreign Parquet files."""
-        fs, out = self.store.fs, self.store.path
-        if self.store.call("checking output", fs.exists, self.store.join(SUCCESS)):
+    def check_target(self, resume: bool = False) -> None:
+        """Refuse to run over a complete output (unless overwriting) or over foreign Parquet files
+        (unless resuming: then they are ours, from a commit that was interrupted)."""
+        store, out = self.store, self.store.path
+        if store.bucket and not store.call("checking output", store.exists, store.bucket):
+            raise UserError(f"output {store.uri!r}: bucket {store.bucket!r} does not exist (create it first)")
+        if store.call("checking output", store.exists, store.join(SUCCESS)):
             if not self.overwrite:
                 raise UserError(f"output {self.store.uri!r} is already complete ({SUCCESS} exists); "
                                 f"pass --overwrite to replace it or choose another --output")
-        elif self._parts(out) and not self.overwrite:
+        elif self._parts(out) and not (self.overwrite or resume):
             raise UserError(f"output {self.store.uri!r} holds {len(self._parts(out))} .parquet files but no {SUCCESS}; "
                             f"pass --overwrite to replace them or choose another --output")
 
     def prepare(self, resume: bool) -> None:
-        """Start a fresh staging area, or keep it to resume."""
+        """Start a fresh staging area, or keep it to resume; fail now, not mid-run, if it is not writable."""
         fs = self.store.fs
-        if not resume and fs.exists(self.staging):
+        if resume:
+            if not self.store.exists(self.store.join(SUCCESS)):  # parts an interrupted commit moved: back they go
+                for part in self._parts(self.store.path):
+                    fs.mv(part, posixpath.join(self.staging, posixpath.basename(part)))
+        elif self.store.exists(self.staging):
             fs.rm(self.staging, recursive=True)
         self.store.call("creating output", fs.makedirs, self.staging, exist_ok=True)
+        probe = posixpath.join(self.staging, "_write_check")
+        self.store.call("writing output", fs.touch, probe)
+        fs.rm(probe)
 
     def finished_ids(self, id_column: str) -> pa.Array:
         """Ids already written by an earlier, interrupted run; unreadable (half-written) parts are deleted."""
@@ -64,10 +76,13 @@ class OutputWriter:
                 fs.rm(part)
         return pa.chunked_array(done).combine_chunks() if done else pa.array([], pa.string())
 
-    def write(self, ds: ray.data.Dataset, rows_per_file: int | None = None) -> None:
+    def write(self, ds: ray.data.Dataset, rows_per_file: int | None = None, max_rows_per_file: int | None = None) -> None:
         """Execute the dataset, streaming its blocks into staged Parquet parts."""
         ds.write_parquet(self.store.url(self.staging), filesystem=self.store.arrow_fs,
-                         min_rows_per_file=rows_per_file)
+                         min_rows_per_file=rows_per_file, max_rows_per_file=max_rows_per_file)
+
+    def staged_parts(self) -> list[str]:
+        return self._parts(self.staging)
 
     def staged_counts(self, id_column: str | None) -> dict:
         """Rows and failed rows in the staged parts (read back from the files: what readers will see)."""
@@ -87,7 +102,10 @@ class OutputWriter:
             fs.rm(old)
         for part in self._parts(self.staging):
             fs.mv(part, posixpath.join(out, posixpath.basename(part)))
-        fs.rm(self.staging, recursive=True)
+        try:
+            fs.rm(self.staging, recursive=True)
+        except FileNotFoundError:  # object stores: no objects left under the prefix, so no "folder" either
+            pass
         with fs.open(self.store.join(SUMMARY), "w") as f:
             json.dump(summary, f, indent=2)
         fs.touch(self.store.join(SUCCESS))

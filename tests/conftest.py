@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -45,3 +46,98 @@ def small_model(tmp_path_factory) -> str:
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+# --- S3 on loopback: a moto server, reached through the standard AWS environment ------------------
+# Set for the whole session, at import: Ray workers inherit the environment of the process that starts
+# Ray (the session-scoped `ray_local`, maybe before any S3 test runs), and they read S3 too. The keys
+# are fake and the endpoint is loopback, so no test can reach real AWS or use a developer's profile.
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+FAKE_KEY_ID, FAKE_SECRET = "AKIAFAKETESTKEY00042", "fake-secret-never-printed-7f3c9e"
+# (setdefault: this module is imported twice, as `conftest` by pytest and as `tests.conftest` by test modules)
+MOTO_ENDPOINT = os.environ.setdefault("OCR_TESTS_MOTO_ENDPOINT", f"http://127.0.0.1:{free_port()}")
+os.environ.update(AWS_ACCESS_KEY_ID=FAKE_KEY_ID, AWS_SECRET_ACCESS_KEY=FAKE_SECRET, AWS_ENDPOINT_URL=MOTO_ENDPOINT,
+                  AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+for _var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
+    os.environ.pop(_var, None)
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> str:
+    """A moto S3 server on loopback (`moto_server -H 127.0.0.1 -p <port>`); yields its endpoint URL."""
+    import shutil
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    exe = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
+    port = MOTO_ENDPOINT.rsplit(":", 1)[1]
+    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", port], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(MOTO_ENDPOINT, timeout=1)
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"moto_server exited ({proc.returncode})")
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("moto_server did not answer in 20 s")
+        yield MOTO_ENDPOINT
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def write_crops_parquet(fs, prefix: str, n: int = 40, bad: dict | None = None, files: int = 2):
+    """n rows (id, image, page, label) of real PNG/JPEG crops as `files` Parquet files under `prefix` of
+    fsspec filesystem `fs`; rows in `bad` get those bytes (or None) instead. Returns the whole table."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    words = ["Date:", "TOTAL", "R&D", "(212) 555-0199", "a", "#12-B", "invoice", "$1,234.56"]
+    bad = bad or {}
+    rows = [{"id": f"crop-{i:04d}", "page": i // 10, "label": words[i % len(words)],
+             "image": bad[i] if i in bad else crop_bytes(words[i % len(words)], "JPEG" if i % 3 == 0 else "PNG",
+                                                         size=10 + i % 12)} for i in range(n)]
+    table = pa.Table.from_pylist(rows, schema=pa.schema([("id", pa.string()), ("image", pa.binary()),
+                                                         ("page", pa.int32()), ("label", pa.string())]))
+    step = -(-n // files)
+    for k in range(files):
+        with fs.open(f"{prefix}/part-{k}.parquet", "wb") as f:
+            pq.write_table(table.slice(k * step, step), f)
+    return table
+
+
+def kill_session(sid: int, timeout: float = 15.0) -> None:
+    """SIGKILL every process of session `sid` (one this test started with start_new_session=True), by pid."""
+    import signal
+    import subprocess
+    import time
+
+    deadline = time.time() + timeout
+    while True:
+        ps = subprocess.run(["ps", "-eo", "pid=,sid=,stat="], capture_output=True, text=True).stdout.split("\n")
+        alive = [int(p) for p, s, st in (line.split() for line in ps if line.strip()) if int(s) == sid and "Z" not in st]
+        if not alive or time.time() > deadline:
+            return
+        for pid in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)

@@ -1,0 +1,57 @@
+"""The shipped default model reads: printed words rendered with an installed font, and held-out real scans."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from crnn import Recognizer
+from crnn.charset import normalize
+from crnn.data import split_by_doc
+from crnn.metrics import text_metrics
+
+FUNSD = Path(__file__).resolve().parents[2] / "shared" / "data" / "funsd_train_words.parquet"
+WORDS = ["Invoice", "TOTAL", "Date:", "12/05/2024", "$1,234.56", "Phone", "(212)", "555-0199", "Amount",
+         "Customer", "No.", "REPORT", "Page", "of", "Tax", "Subtotal", "ORDER", "#12-B", "Signature", "Company"]
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    return Recognizer.load()
+
+
+def _render(text: str, font: ImageFont.FreeTypeFont) -> Image.Image:
+    left, top, right, bottom = font.getbbox(text)
+    img = Image.new("L", (right - left + 6, bottom - top + 6), 255)
+    ImageDraw.Draw(img).text((3 - left, 3 - top), text, fill=0, font=font)
+    return img
+
+
+def test_default_model_is_trained():
+    meta = Recognizer.load().meta
+    assert meta["training"]["steps"] > 0 and meta["training"]["validation"]["real"]["exact"] > 0.6
+
+
+def test_reads_clean_printed_words(recognizer):
+    font = ImageFont.truetype("DejaVuSans.ttf", 24)  # DejaVu ships with every Debian machine
+    preds = [t for t, _ in recognizer.recognize([_render(w, font) for w in WORDS])]
+    m = text_metrics(preds, WORDS)
+    assert m["case_insensitive"] >= 0.7, list(zip(WORDS, preds))
+    assert m["cer"] <= 0.1
+
+
+def test_reads_held_out_scanned_forms(recognizer):
+    t = pq.read_table(FUNSD, columns=["image", "text", "doc_id"])
+    held_out = t.filter(split_by_doc(t["doc_id"].to_pylist(), 0.1)).slice(0, 400)
+    images = [Image.open(io.BytesIO(b)) for b in held_out["image"].to_pylist()]
+    labels = [normalize(x) for x in held_out["text"].to_pylist()]
+    results = recognizer.recognize(images)
+    m = text_metrics([r[0] for r in results], labels)
+    assert m["exact"] >= 0.6 and m["cer"] <= 0.15, m
+    right = [s for (p, s), y in zip(results, labels) if p == y]
+    wrong = [s for (p, s), y in zip(results, labels) if p != y]
+    assert sum(right) / len(right) > sum(wrong) / len(wrong)  # the score means something
