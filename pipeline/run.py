@@ -110,12 +110,14 @@ def run_ocr(opts: OcrOptions) -> dict:
         print(ds.stats())
 
     counts = writer.staged_counts(id_column)
-    if counts["rows"] != rows_in or (id_column and counts["unique_ids"] != rows_in):
+    # Ids are checked unique up front only for --resume; otherwise a repeated input id is reported, not fatal.
+    if counts["rows"] != rows_in or (opts.resume and counts["unique_ids"] != rows_in):
         raise RuntimeError(f"output check failed: {rows_in} rows in, {counts['rows']} written "
                            f"({counts.get('unique_ids')} distinct ids); staged output left in {writer.staging!r}")
     wall = time.time() - t0
     summary = {"rows_in": rows_in, "ok": counts["rows"] - counts["failed"], "failed": counts["failed"],
-               "resumed_rows": len(done), "wall_s": round(wall, 3),
+               "resumed_rows": len(done), "repeated_ids": rows_in - counts["unique_ids"] if id_column else None,
+               "wall_s": round(wall, 3),
                "crops_per_s": round((rows_in - len(done)) / wall, 1), "model": model_id,
                "input": opts.input, "output": opts.output, "options": opts.public()}
     writer.commit(summary)

@@ -122,3 +122,15 @@ def test_overwrite_replaces_complete_output(ray_local, small_model, tmp_path):
     second = sorted(p.name for p in out.glob("*.parquet"))
     assert set(first).isdisjoint(second)                                  # old parts removed, not mixed
     assert len(pd.read_parquet(out)) == 6
+
+
+def test_repeated_ids_are_reported_not_fatal_without_resume(ray_local, small_model, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    table = _write_input(src, {}, n=6)
+    ids = pa.array(["a", "a", "b", "c", "c", "c"])
+    pq.write_table(table.set_column(0, "id", ids), src / "part-0.parquet")
+    (src / "part-1.parquet").unlink()
+    summary = run_ocr(OcrOptions(input=str(src), output=str(tmp_path / "out"), model=small_model))
+    assert summary["rows_in"] == 6 and summary["repeated_ids"] == 3
+    assert sorted(pd.read_parquet(tmp_path / "out")["id"]) == ["a", "a", "b", "c", "c", "c"]
