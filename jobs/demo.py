@@ -9,35 +9,18 @@ then prints predictions beside their ground truth and the job summary.
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import random
 import shutil
 import sys
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from crnn.checkpoint import load_checkpoint
 from crnn.metrics import text_metrics
-from crnn.synth import SynthConfig, TextRenderer
+from crnn.synth import render_parquet
 from pipeline.errors import UserError
 from pipeline.run import OcrOptions, run_ocr
-
-
-def make_sample(path: Path, n: int, seed: int) -> None:
-    """n rendered crops (PNG bytes) with their ground truth, as one Parquet file."""
-    renderer, rng = TextRenderer(SynthConfig()), random.Random(seed)
-    rows = []
-    for i in range(n):
-        img, text = renderer.sample(rng)
-        buf = io.BytesIO()
-        img.save(buf, "PNG")
-        rows.append({"id": f"demo-{i:05d}", "image": buf.getvalue(), "truth": text})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows), path)
 
 
 def main(argv=None) -> int:
@@ -54,7 +37,7 @@ def main(argv=None) -> int:
     out = Path(args.output)
     if out.exists():
         shutil.rmtree(out)
-    make_sample(out / "input.parquet", args.n, args.seed)
+    render_parquet(str(out / "input.parquet"), args.n, args.seed)
     try:
         summary = run_ocr(OcrOptions(input=str(out / "input.parquet"), output=str(out / "ocr"), model=args.model))
     except UserError as e:

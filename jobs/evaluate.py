@@ -24,6 +24,7 @@ from rapidfuzz.distance import Levenshtein
 from crnn.charset import Charset, normalize
 from crnn.data import split_by_doc
 from crnn.metrics import confusions, text_metrics
+from crnn.synth import render_parquet
 from pipeline.errors import UserError
 from pipeline.run import OcrOptions, run_ocr
 
@@ -54,7 +55,10 @@ def report(df: pd.DataFrame, label: str, worst: int = 25) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--input", required=True)
+    p.add_argument("--input", help="labelled Parquet (file, folder or prefix)")
+    p.add_argument("--synthetic", type=int, metavar="N",
+                   help="instead of --input: N rendered crops (crnn.synth) with a fixed --seed, label column 'truth'")
+    p.add_argument("--seed", type=int, default=20_261_123, help="seed of the synthetic test set")
     p.add_argument("--label-column", default="text")
     p.add_argument("--image-column", default="image")
     p.add_argument("--output", help="folder for the OCR output and report.json (default: a temporary folder)")
@@ -69,7 +73,13 @@ def main(argv=None) -> int:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    if not args.input and not args.synthetic:
+        p.error("give --input or --synthetic N")
     source = args.input
+    if args.synthetic:
+        source = args.input = str(out / f"synthetic-{args.seed}.parquet")
+        render_parquet(source, args.synthetic, args.seed)
+        args.label_column = "truth"
     try:
         if args.holdout_docs:  # the same whole-document split as training
             table = pq.read_table(args.input)
