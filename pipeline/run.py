@@ -104,7 +104,8 @@ def run_ocr(opts: OcrOptions) -> dict:
                                "threads": threads},
         batch_size=opts.batch_size or (512 if gpu else 128), batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=actors),
-        num_gpus=opts.num_gpus if gpu else None, num_cpus=1)
+        # CPU actors leave one CPU to the read/write tasks, or those never get scheduled (a hang, not an error).
+        num_gpus=opts.num_gpus if gpu else None, num_cpus=1 if gpu else min(1.0, max(cpus - 1, 0) / actors))
     writer.write(ds, opts.rows_per_file)
     if opts.stats:
         print(ds.stats())

@@ -33,7 +33,7 @@ def _render(text: str, font: ImageFont.FreeTypeFont) -> Image.Image:
 
 def test_default_model_is_trained():
     meta = Recognizer.load().meta
-    assert meta["training"]["steps"] > 0 and meta["training"]["validation"]["real"]["exact"] > 0.6
+    assert meta["training"]["steps"] > 0 and meta["training"]["validation"]["real"]["exact"] > 0.85
 
 
 def test_reads_clean_printed_words(recognizer):
@@ -51,7 +51,7 @@ def test_reads_held_out_scanned_forms(recognizer):
     labels = [normalize(x) for x in held_out["text"].to_pylist()]
     results = recognizer.recognize(images)
     m = text_metrics([r[0] for r in results], labels)
-    assert m["exact"] >= 0.6 and m["cer"] <= 0.15, m
+    assert m["exact"] >= 0.82 and m["cer"] <= 0.06, m  # measured on all 1,258 held-out crops: 0.888, 0.0385
     right = [s for (p, s), y in zip(results, labels) if p == y]
     wrong = [s for (p, s), y in zip(results, labels) if p != y]
     assert sum(right) / len(right) > sum(wrong) / len(wrong)  # the score means something
