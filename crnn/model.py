@@ -52,6 +52,11 @@ class CRNN(nn.Module):
         self.head = nn.Linear(2 * config.lstm_hidden, config.num_classes)
 
     @staticmethod
+    def prepare(images: torch.Tensor) -> torch.Tensor:
+        """uint8 crops (B, 32, W) -> the model's input (B, 1, 32, W) in [-1, 1]; run it on the model's device."""
+        return images.unsqueeze(1).float() / 127.5 - 1.0
+
+    @staticmethod
     def frames(width: int | torch.Tensor):
         """Number of output frames for an input of this width."""
         return width // 4

@@ -67,7 +67,7 @@ class Recognizer:
             One (text, confidence) per crop.
         """
         x = torch.from_numpy(batch).to(self.device, non_blocking=True)
-        x = (x.unsqueeze(1).float() / 127.5 - 1.0).contiguous(memory_format=torch.channels_last)
+        x = self.model.prepare(x).contiguous(memory_format=torch.channels_last)
         with self._autocast():
             logits = self.model(x)
         lengths = torch.from_numpy(np.asarray(widths) // 4)

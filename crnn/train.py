@@ -65,7 +65,7 @@ def evaluate(model: CRNN, samples: list[Sample], charset: Charset, device, batch
     for s in range(0, len(order), batch_size):
         idx = order[s:s + batch_size]
         images, widths = pad_batch([samples[i].crop for i in idx])
-        x = torch.from_numpy(images).to(device).unsqueeze(1).float() / 127.5 - 1.0
+        x = CRNN.prepare(torch.from_numpy(images).to(device))
         for i, (text, _) in zip(idx, greedy_decode(model(x), torch.from_numpy(widths // 4), charset)):
             preds[i] = text
     model.train()
@@ -134,7 +134,7 @@ def train(cfg: TrainConfig) -> Path:
     for batch in loader:
         if step >= cfg.steps:
             break
-        x = batch["images"].to(device).unsqueeze(1).float() / 127.5 - 1.0
+        x = CRNN.prepare(batch["images"].to(device))
         with autocast:
             logits = model(x)
         log_probs = logits.float().log_softmax(-1)

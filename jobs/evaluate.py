@@ -26,6 +26,7 @@ from crnn.data import split_by_doc
 from crnn.metrics import confusions, text_metrics
 from crnn.synth import render_parquet
 from pipeline.errors import UserError
+from pipeline.predict import OUTPUT_COLUMNS
 from pipeline.run import OcrOptions, run_ocr
 
 
@@ -92,10 +93,10 @@ def main(argv=None) -> int:
         summary = run_ocr(OcrOptions(input=source, output=str(out / "ocr"), model=args.model,
                                      image_column=args.image_column, decoder=args.decoder))
         df = pd.read_parquet(out / "ocr")
-        label = args.label_column + "_input" if args.label_column in ("text", "score", "error", "model") else args.label_column
+        label = args.label_column + "_input" if args.label_column in OUTPUT_COLUMNS else args.label_column
         if label not in df.columns:
             raise UserError(f"label column {args.label_column!r} not in the input; columns are: "
-                            f"{', '.join(c for c in df.columns if c not in ('text', 'score', 'error', 'model'))}")
+                            f"{', '.join(c for c in df.columns if c not in OUTPUT_COLUMNS)}")
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
