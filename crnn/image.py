@@ -2,7 +2,8 @@
 
 A crop becomes a (32, w) uint8 grayscale array: height 32, aspect ratio kept,
 w clamped to [min_width, max_width] (narrow crops are padded, wide ones squeezed),
-contrast stretched to the full 0..255 range.
+contrast stretched to the full 0..255 range, dark text on a light background
+(white-on-black headers and table heads are inverted).
 """
 
 from __future__ import annotations
@@ -69,9 +70,18 @@ def normalize_crop(img: Image.Image, spec: ImageSpec = ImageSpec()) -> np.ndarra
     lo, hi = int(a.min()), int(a.max())
     if hi - lo >= 8:  # stretch contrast; leave (near-)blank crops alone rather than amplify noise
         a = ((a.astype(np.int32) - lo) * 255 // (hi - lo)).astype(np.uint8)
+    if _is_light_on_dark(a):
+        a = 255 - a
     if fit_w < spec.min_width:
         a = np.pad(a, ((0, 0), (0, spec.min_width - fit_w)), mode="edge")
     return np.ascontiguousarray(a)
+
+
+def _is_light_on_dark(a: np.ndarray) -> bool:
+    # Mostly-dark pixels alone would also flag tight crops of bold text; their left
+    # and right edges are usually paper, while a reversed-out field is dark there too.
+    edges = np.concatenate([a[:, :2].ravel(), a[:, -2:].ravel()])
+    return bool(np.median(a) < 96 and np.median(edges) < 96)
 
 
 def pad_batch(crops: list[np.ndarray], multiple: int = 8) -> tuple[np.ndarray, np.ndarray]:

@@ -4,7 +4,7 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from crnn.image import ImageSpec, decode_image, normalize_crop, pad_batch, to_gray
 
@@ -188,9 +188,27 @@ def test_normalize_squeezes_very_wide_crops():
     assert normalize_crop(img, ImageSpec(max_width=64)).shape == (32, 64)
 
 
+def _text_crop(ink: int, paper: int) -> Image.Image:
+    img = Image.new("L", (120, 20), paper)
+    ImageDraw.Draw(img).text((4, 2), "Budget 42", fill=ink, font=ImageFont.load_default(size=14))
+    return img
+
+
+def test_normalize_turns_light_text_on_dark_into_dark_on_light():
+    normal, reversed_out = normalize_crop(_text_crop(0, 255)), normalize_crop(_text_crop(255, 0))
+    assert np.median(normal) == 255 and np.median(reversed_out) == 255
+    assert np.abs(normal.astype(int) - reversed_out.astype(int)).mean() < 4
+
+
+def test_normalize_keeps_tight_bold_crops_as_they_are():
+    arr = np.zeros((20, 60), np.uint8)         # more ink than paper, but paper at both ends
+    arr[:, :3] = arr[:, -3:] = 255
+    assert normalize_crop(Image.fromarray(arr))[:, 10:-10].max() == 0
+
+
 def test_normalize_pads_very_narrow_crops_with_edge():
-    arr = np.zeros((32, 4), np.uint8)
-    arr[:, 3] = 255                            # last column white
+    arr = np.full((32, 4), 255, np.uint8)
+    arr[:, 0] = 0                              # a stroke, then white
     out = normalize_crop(Image.fromarray(arr))
     assert out.shape == (32, 16)
     assert (out[:, 4:] == out[:, 3:4]).all()
