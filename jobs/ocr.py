@@ -25,7 +25,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--id-column", help="unique row id (default: 'id' if present, 'path' for image files)")
     p.add_argument("--model", help="checkpoint file (default: the shipped model)")
     p.add_argument("--batch-size", type=int, help="crops per model call (default 128 on CPU, 512 on GPU)")
-    p.add_argument("--window", type=int, default=2048, help="rows sorted by width together (default 2048)")
+    p.add_argument("--window", type=int, default=8192, help="rows sorted by width together (default 8192)")
     p.add_argument("--actors", type=int, help="model actors (default: one per GPU, or 1 on CPU)")
     p.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per model actor (default 0: CPU)")
     p.add_argument("--threads", type=int, help="torch threads per CPU actor (default: all CPUs)")
@@ -36,6 +36,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace a complete output")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run into the same --output")
     p.add_argument("--stats", action="store_true", help="print per-stage timing (Ray Data's ds.stats())")
+    p.add_argument("--dashboard", action="store_true",
+                   help="start Ray's dashboard with the local Ray this job starts (costs ~2 s; unused on a cluster)")
     p.add_argument("--storage-option", action="append", metavar="KEY=VALUE",
                    help="fsspec/s3fs option, e.g. endpoint_url=http://127.0.0.1:9000 (repeatable)")
     p.add_argument("--storage-options-file", help="JSON file of fsspec/s3fs options")
@@ -50,7 +52,7 @@ def main(argv=None) -> int:
             id_column=args.id_column, model=args.model, batch_size=args.batch_size, window=args.window,
             actors=args.actors, num_gpus=args.num_gpus, threads=args.threads, precision=args.precision,
             decoder=args.decoder, max_width=args.max_width, rows_per_file=args.rows_per_file,
-            overwrite=args.overwrite, resume=args.resume, stats=args.stats,
+            overwrite=args.overwrite, resume=args.resume, stats=args.stats, dashboard=args.dashboard,
             storage_options=parse_storage_options(args.storage_option, args.storage_options_file))
         summary = run_ocr(opts)
     except UserError as e:

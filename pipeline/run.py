@@ -32,7 +32,7 @@ class OcrOptions:
     id_column: str | None = None         # unique row id: default "id" (Parquet, if present) or "path" (images)
     model: str | None = None             # checkpoint path; None = shipped default
     batch_size: int | None = None        # crops per model call; default 128 on CPU, 512 on GPU
-    window: int = 2048                   # rows sorted by width together before batching
+    window: int = 8192                   # rows sorted by width together before batching (2,048: 21% padding, 8,192: 9%)
     actors: int | None = None            # model actors; default one per GPU, or 1 on CPU
     num_gpus: float = 0.0                # GPUs per actor (0: CPU actors)
     threads: int | None = None           # torch threads per CPU actor; default: all CPUs of this node
@@ -44,6 +44,7 @@ class OcrOptions:
     overwrite: bool = False
     resume: bool = False
     stats: bool = False                  # print Ray Data's per-stage timing (ds.stats()) at the end
+    dashboard: bool = False              # start the dashboard with a local Ray (when not joining a cluster)
     storage_options: dict = field(default_factory=dict)
 
     def public(self) -> dict:
@@ -75,7 +76,7 @@ def run_ocr(opts: OcrOptions) -> dict:
         _check_unique_ids(src_store, source, id_column)
 
     if not ray.is_initialized():
-        ray.init(log_to_driver=True)
+        ray.init(log_to_driver=True, include_dashboard=opts.dashboard)
     writer.prepare(resume=opts.resume)
     done = writer.finished_ids(id_column) if opts.resume else pa.array([], pa.string())
 
@@ -89,6 +90,8 @@ def run_ocr(opts: OcrOptions) -> dict:
         print(f"resuming: {len(done)} of {rows_in} rows already done")
         ds = ds.map_batches(_drop_done, fn_kwargs={"id_column": id_column, "done": done}, batch_format="pyarrow")
 
+    # A Parquet row group is one block: bound blocks so that every actor gets work and output streams out.
+    ds = ds.repartition(target_num_rows_per_block=opts.window)
     spec = ImageSpec(min_width=opts.min_width, max_width=opts.max_width)
     ds = ds.map_batches(preprocess_batch, fn_kwargs={"image_column": opts.image_column, "spec": spec},
                         batch_size=opts.window, batch_format="pyarrow")
@@ -103,7 +106,9 @@ def run_ocr(opts: OcrOptions) -> dict:
         fn_constructor_kwargs={"model_path": opts.model, "precision": opts.precision, "decoder": opts.decoder,
                                "threads": threads},
         batch_size=opts.batch_size or (512 if gpu else 128), batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=actors),
+        # On CPU the fused preprocessing would otherwise run on a second thread beside torch's own
+        # threads, and an oversubscribed OpenMP team stalls (measured: 44 s instead of 34 s per 21,888 crops).
+        compute=ray.data.ActorPoolStrategy(size=actors, enable_true_multi_threading=not gpu),
         # CPU actors leave one CPU to the read/write tasks, or those never get scheduled (a hang, not an error).
         num_gpus=opts.num_gpus if gpu else None, num_cpus=1 if gpu else min(1.0, max(cpus - 1, 0) / actors))
     writer.write(ds, opts.rows_per_file)
