@@ -95,6 +95,7 @@ def main(argv=None) -> None:
     p.add_argument("--n", type=int, default=3000)
     p.add_argument("--model")
     p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--repeat", type=int, default=1, help="rounds of all systems, interleaved; medians reported")
     p.add_argument("--skip", nargs="*", default=[], choices=["model", "pipeline", "tesseract"])
     p.add_argument("--pipeline-args", default="", help="extra jobs.ocr flags, e.g. '--threads 1'")
     p.add_argument("--json")
@@ -104,30 +105,41 @@ def main(argv=None) -> None:
     table = pq.read_table(args.input).slice(0, args.n)
     images, labels = table["image"].to_pylist(), [normalize(t) for t in table["text"].to_pylist()]
     ids = table["id"].to_pylist()
-    rows = []
+    names = {"model": f"CRNN model alone ({cores} threads, batch {args.batch_size})",
+             "pipeline": "pipeline: jobs.ocr Parquet->Parquet, Ray start included",
+             "summary": "pipeline: its _summary.json (Ray start in, imports/exit out)",
+             "tesseract": f"tesseract --psm 7 ({cores} processes, OMP_THREAD_LIMIT=1)"}
+    rates: dict[str, list[float]] = {}
+    quality: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         sample = tmp / "input.parquet"
         pq.write_table(table, sample)
-        if "model" not in args.skip:
-            rate, preds = bench_model(images, args.model, args.batch_size, cores)
-            rows.append({"system": f"CRNN model alone ({cores} threads, batch {args.batch_size})",
-                         "crops_per_s": rate, **text_metrics(preds, labels)})
-        if "pipeline" not in args.skip:
-            rate, df, summary = bench_pipeline(sample, tmp / "out", args.model, args.pipeline_args.split())
-            preds = df.loc[ids, "text"].fillna("").tolist()
-            rows.append({"system": "pipeline: jobs.ocr Parquet->Parquet, Ray start included",
-                         "crops_per_s": rate, **text_metrics(preds, labels)})
-            rows.append({"system": "pipeline: its _summary.json (Ray start in, imports/exit out)",
-                         "crops_per_s": summary["crops_per_s"], **text_metrics(preds, labels)})
-        if "tesseract" not in args.skip and shutil.which("tesseract"):
-            rate, preds = bench_tesseract(images, tmp, cores)
-            rows.append({"system": f"tesseract --psm 7 ({cores} processes, OMP_THREAD_LIMIT=1)",
-                         "crops_per_s": rate, **text_metrics(preds, labels)})
-    print(f"\n{len(images)} crops from {args.input}, {cores} cores")
-    print(f"{'system':62s} {'crops/s':>9s} {'exact':>7s} {'CER':>7s}")
+        # Rounds interleave the systems so that a slow spell of a shared machine hits all of them alike.
+        for _ in range(args.repeat):
+            if "model" not in args.skip:
+                rate, preds = bench_model(images, args.model, args.batch_size, cores)
+                rates.setdefault("model", []).append(rate)
+                quality["model"] = text_metrics(preds, labels)
+            if "pipeline" not in args.skip:
+                shutil.rmtree(tmp / "out", ignore_errors=True)
+                rate, df, summary = bench_pipeline(sample, tmp / "out", args.model, args.pipeline_args.split())
+                rates.setdefault("pipeline", []).append(rate)
+                rates.setdefault("summary", []).append(summary["crops_per_s"])
+                quality["pipeline"] = quality["summary"] = text_metrics(df.loc[ids, "text"].fillna("").tolist(), labels)
+            if "tesseract" not in args.skip and shutil.which("tesseract"):
+                rate, preds = bench_tesseract(images, tmp, cores)
+                rates.setdefault("tesseract", []).append(rate)
+                quality["tesseract"] = text_metrics(preds, labels)
+    rows = [{"system": names[k], "crops_per_s": float(np.median(v)), "rounds": [round(r, 1) for r in v], **quality[k]}
+            for k, v in rates.items()]
+    print(f"\n{len(images)} crops from {args.input}, {cores} cores, {args.repeat} round(s), median crops/s")
+    print(f"{'system':62s} {'crops/s':>9s} {'exact':>7s} {'CER':>7s}   rounds")
     for r in rows:
-        print(f"{r['system']:62s} {r['crops_per_s']:9.1f} {r['exact']:7.3f} {r['cer']:7.3f}")
+        print(f"{r['system']:62s} {r['crops_per_s']:9.1f} {r['exact']:7.3f} {r['cer']:7.3f}   {r['rounds']}")
+    if "pipeline" in rates and "tesseract" in rates:
+        ratios = [a / b for a, b in zip(rates["pipeline"], rates["tesseract"])]
+        print(f"pipeline / tesseract, Ray start included, per round: {[round(r, 2) for r in ratios]}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 
