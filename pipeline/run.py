@@ -98,7 +98,8 @@ def run_ocr(opts: OcrOptions) -> dict:
     ds = ds.map_batches(sort_by_width, batch_size=opts.window, batch_format="pyarrow")
 
     gpu = opts.num_gpus > 0
-    cpus = int(ray.available_resources().get("CPU", 1))
+    # Threads and CPU shares are per node: an actor runs on one node, whatever the cluster's total.
+    cpus = int(max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]), default=1)) or 1
     actors = opts.actors or (max(1, int(ray.cluster_resources().get("GPU", 0) / opts.num_gpus)) if gpu else 1)
     threads = opts.threads or (0 if gpu else max(1, cpus))
     ds = ds.map_batches(
