@@ -51,7 +51,7 @@ def test_reads_held_out_scanned_forms(recognizer):
     labels = [normalize(x) for x in held_out["text"].to_pylist()]
     results = recognizer.recognize(images)
     m = text_metrics([r[0] for r in results], labels)
-    assert m["exact"] >= 0.82 and m["cer"] <= 0.06, m  # measured on all 1,258 held-out crops: 0.888, 0.0385
+    assert m["exact"] >= 0.85 and m["cer"] <= 0.05, m  # measured on all 1,258 held-out crops: 0.898, 0.0361
     right = [s for (p, s), y in zip(results, labels) if p == y]
     wrong = [s for (p, s), y in zip(results, labels) if p != y]
     assert sum(right) / len(right) > sum(wrong) / len(wrong)  # the score means something
