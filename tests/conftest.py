@@ -79,7 +79,10 @@ def moto_s3() -> str:
     import urllib.request
     from pathlib import Path
 
-    exe = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
+    # The server of this interpreter's environment first: another moto on PATH (a pyenv shim, say) may
+    # check signatures differently from the botocore installed here (seen: SignatureDoesNotMatch for s3fs).
+    own = Path(sys.executable).with_name("moto_server")
+    exe = str(own) if own.exists() else shutil.which("moto_server")
     port = MOTO_ENDPOINT.rsplit(":", 1)[1]
     proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", port], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
