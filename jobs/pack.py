@@ -37,15 +37,16 @@ def pack(input: str, output: str, rows_per_file: int = 50_000, overwrite: bool =
     writer = OutputWriter(Storage(output, storage_options), overwrite=overwrite)
     writer.check_target()
     if not ray.is_initialized():
-        ray.init()
+        ray.init(include_dashboard=False)  # as jobs.ocr: the dashboard costs ~2 s of start-up
     writer.prepare(resume=False)
     ds = read_crops(src, source, "image").select_columns(["path", "image"])
     writer.write(ds, rows_per_file, rows_per_file)
     parts = writer.staged_parts()
     paths = pq.ParquetDataset(parts, filesystem=writer.store.arrow_fs).read(columns=["path"])["path"]
-    if len(paths) != len(source.files) or pc.count_distinct(paths).as_py() != len(source.files):
+    distinct = pc.count_distinct(paths).as_py()
+    if len(paths) != len(source.files) or distinct != len(source.files):
         raise RuntimeError(f"pack check failed: {len(source.files)} files, {len(paths)} rows written "
-                           f"({pc.count_distinct(paths).as_py()} distinct paths); staged output left in {writer.staging!r}")
+                           f"({distinct} distinct paths); staged output left in {writer.staging!r}")
     wall = time.time() - t0
     summary = {"files": len(source.files), "shards": len(parts), "wall_s": round(wall, 3),
                "files_per_s": round(len(source.files) / wall, 1), "input": input, "output": output,

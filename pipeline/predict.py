@@ -25,15 +25,15 @@ class CRNNPredictor:
 
     def __init__(self, model_path: str | None = None, device: str | None = None, precision: str | None = None,
                  decoder: str = "greedy", threads: int = 0):
-        self.threads, self._threads_set = threads, False
+        self.threads = threads
         self.recognizer = Recognizer.load(model_path, device=device, precision=precision, decoder=decoder)
         self.model_id = self.recognizer.model_id
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        if self.threads and not self._threads_set:
-            # Ray Data calls the UDF on its own thread, and OpenMP's thread count is per calling thread.
+        if self.threads and torch.get_num_threads() != self.threads:
+            # Checked here, not set in __init__: Ray Data may call the UDF on another thread than the
+            # constructor's, and OpenMP's thread count belongs to the calling thread.
             torch.set_num_threads(self.threads)
-            self._threads_set = True
         crops, widths, ok = padded_crops(batch)
         texts = np.full(len(ok), None, dtype=object)
         scores = np.zeros(len(ok), np.float32)

@@ -48,8 +48,8 @@ class OutputWriter:
             if not self.overwrite:
                 raise UserError(f"output {self.store.uri!r} is already complete ({SUCCESS} exists); "
                                 f"pass --overwrite to replace it or choose another --output")
-        elif self._parts(out) and not (self.overwrite or resume):
-            raise UserError(f"output {self.store.uri!r} holds {len(self._parts(out))} .parquet files but no {SUCCESS}; "
+        elif (parts := self._parts(out)) and not (self.overwrite or resume):
+            raise UserError(f"output {self.store.uri!r} holds {len(parts)} .parquet files but no {SUCCESS}; "
                             f"pass --overwrite to replace them or choose another --output")
 
     def prepare(self, resume: bool) -> None:
