@@ -4,6 +4,10 @@ A crop becomes a (32, w) uint8 grayscale array: height 32, aspect ratio kept,
 w clamped to [min_width, max_width] (narrow crops are padded, wide ones squeezed),
 contrast stretched to the full 0..255 range, dark text on a light background
 (white-on-black headers and table heads are inverted).
+
+Crops at least `vertical_ratio` times taller than wide may hold vertical text
+(margin numbers, turned table heads): `turned_crop` gives their reading
+turned upright, and `prefer_turned` picks between the two readings.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ class ImageSpec:
     min_width: int = 16
     max_width: int = 1024
     max_pixels: int = 40_000_000  # larger "crops" are refused before decoding: decompression bombs
+    vertical_ratio: float = 2.0   # height / width from which a crop is also read turned; 0 turns none
 
 
 def decode_image(data: bytes, spec: ImageSpec = ImageSpec()) -> Image.Image:
@@ -75,6 +80,27 @@ def normalize_crop(img: Image.Image, spec: ImageSpec = ImageSpec()) -> np.ndarra
     if fit_w < spec.min_width:
         a = np.pad(a, ((0, 0), (0, spec.min_width - fit_w)), mode="edge")
     return np.ascontiguousarray(a)
+
+
+def turned_crop(img: Image.Image, spec: ImageSpec = ImageSpec()) -> np.ndarray | None:
+    """The crop turned a quarter counter-clockwise and normalised, when it is tall enough to hold
+    vertical text (top-to-bottom, as margin and spine text runs in English documents); else None."""
+    w, h = img.size
+    if not spec.vertical_ratio or h < spec.vertical_ratio * w:
+        return None
+    return normalize_crop(img.transpose(Image.Transpose.ROTATE_90), spec)
+
+
+def prefer_turned(upright: tuple[str, float], turned: tuple[str, float]) -> bool:
+    """Whether a tall crop's turned reading is the text, given both (text, confidence) readings.
+
+    A tall crop read upright holds one narrow glyph ("1", "(", "$"); vertical text read upright
+    collapses to one or two symbols. The turned reading wins when it finds more characters:
+    three or more outright, two only with the higher confidence (a turned glyph reads as "..").
+    """
+    (text, score), (turned_text, turned_score) = upright, turned
+    n = len(turned_text)
+    return n > len(text) and (n >= 3 or (n == 2 and turned_score > score))
 
 
 def _is_light_on_dark(a: np.ndarray) -> bool:

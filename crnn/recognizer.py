@@ -16,7 +16,7 @@ from PIL import Image
 
 from crnn.checkpoint import load_checkpoint
 from crnn.decoding import beam_search_decode, greedy_decode
-from crnn.image import ImageSpec, normalize_crop, pad_batch
+from crnn.image import ImageSpec, normalize_crop, pad_batch, prefer_turned, turned_crop
 
 
 class Recognizer:
@@ -76,9 +76,19 @@ class Recognizer:
         return greedy_decode(logits, lengths, self.charset)
 
     def recognize(self, images, batch_size: int = 64) -> list[tuple[str, float]]:
-        """PIL images or uint8 arrays (gray HxW or HxWxC) -> one (text, confidence) each, in order."""
-        crops = [normalize_crop(im if isinstance(im, Image.Image) else Image.fromarray(np.asarray(im)), self.spec)
-                 for im in images]
+        """PIL images or uint8 arrays (gray HxW or HxWxC) -> one (text, confidence) each, in order.
+
+        Tall crops are also read turned a quarter (vertical text); see `crnn.image.prefer_turned`.
+        """
+        images = [im if isinstance(im, Image.Image) else Image.fromarray(np.asarray(im)) for im in images]
+        results = self._read([normalize_crop(im, self.spec) for im in images], batch_size)
+        turned = {i: c for i, im in enumerate(images) if (c := turned_crop(im, self.spec)) is not None}
+        for i, reading in zip(turned, self._read(list(turned.values()), batch_size)):
+            if prefer_turned(results[i], reading):
+                results[i] = reading
+        return results
+
+    def _read(self, crops: list[np.ndarray], batch_size: int) -> list[tuple[str, float]]:
         order = np.argsort([c.shape[1] for c in crops], kind="stable")  # similar widths share a batch
         results: list = [None] * len(crops)
         for start in range(0, len(crops), batch_size):

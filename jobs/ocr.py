@@ -32,6 +32,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["bf16", "fp16", "fp32"], help="autocast precision (default bf16)")
     p.add_argument("--decoder", choices=["greedy", "beam"], default="greedy")
     p.add_argument("--max-width", type=int, default=1024, help="widest crop after resizing to height 32")
+    p.add_argument("--vertical-ratio", type=float, default=2.0,
+                   help="crops at least this many times taller than wide are also read turned a quarter "
+                        "(vertical text, top to bottom); 0 turns none")
     p.add_argument("--rows-per-file", type=int, help="at least this many rows per output Parquet file")
     p.add_argument("--overwrite", action="store_true", help="replace a complete output")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run into the same --output")
@@ -51,9 +54,9 @@ def main(argv=None) -> int:
             input=args.input, output=args.output, image_column=args.image_column, input_format=args.input_format,
             id_column=args.id_column, model=args.model, batch_size=args.batch_size, window=args.window,
             actors=args.actors, num_gpus=args.num_gpus, threads=args.threads, precision=args.precision,
-            decoder=args.decoder, max_width=args.max_width, rows_per_file=args.rows_per_file,
-            overwrite=args.overwrite, resume=args.resume, stats=args.stats, dashboard=args.dashboard,
-            storage_options=parse_storage_options(args.storage_option, args.storage_options_file))
+            decoder=args.decoder, max_width=args.max_width, vertical_ratio=args.vertical_ratio,
+            rows_per_file=args.rows_per_file, overwrite=args.overwrite, resume=args.resume, stats=args.stats,
+            dashboard=args.dashboard, storage_options=parse_storage_options(args.storage_option, args.storage_options_file))
         summary = run_ocr(opts)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

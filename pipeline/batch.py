@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from crnn.image import HEIGHT, pad_batch
-from pipeline.preprocess import PIXELS, WIDTH
+from pipeline.preprocess import PIXELS, TURNED, TURNED_WIDTH, WIDTH
 
 PAD_MULTIPLE = 8  # padded width is a multiple of this: fewer distinct shapes for the kernels
 
@@ -21,17 +21,18 @@ def sort_by_width(batch: pa.Table) -> pa.Table:
     return batch.take(np.argsort(batch.column(WIDTH).to_numpy(), kind="stable"))
 
 
-def padded_crops(batch: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The batch's decodable crops as one padded array.
+def padded_crops(batch: pa.Table, turned: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The batch's decodable crops (or, with `turned`, its tall crops turned upright) as one padded array.
 
     Returns:
         (crops (n, 32, W) uint8, widths (n,), ok (B,) bool mask of the rows they come from).
     """
-    widths = batch.column(WIDTH).to_numpy()
+    pixel_column, width_column = (TURNED, TURNED_WIDTH) if turned else (PIXELS, WIDTH)
+    widths = batch.column(width_column).to_numpy()
     ok = widths > 0
     if not ok.any():
         return np.zeros((0, HEIGHT, PAD_MULTIPLE), np.uint8), widths[:0], ok
-    pixels = batch.column(PIXELS).to_pylist()
+    pixels = batch.column(pixel_column).to_pylist()
     crops = [np.frombuffer(pixels[i], np.uint8).reshape(HEIGHT, widths[i]) for i in np.flatnonzero(ok)]
     crops, w = pad_batch(crops, PAD_MULTIPLE)
     return crops, w, ok

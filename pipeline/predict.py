@@ -8,7 +8,8 @@ import torch
 
 from crnn.recognizer import Recognizer
 from pipeline.batch import padded_crops
-from pipeline.preprocess import PIXELS, WIDTH
+from crnn.image import prefer_turned
+from pipeline.preprocess import PIXELS, TURNED, TURNED_WIDTH, WIDTH
 
 OUTPUT_COLUMNS = ("text", "score", "error", "model")  # added after the input's own columns
 
@@ -41,7 +42,12 @@ class CRNNPredictor:
             results = self.recognizer.predict_padded(crops, widths)
             texts[ok] = [t for t, _ in results]
             scores[ok] = [s for _, s in results]
-        out = batch.drop_columns([PIXELS, WIDTH])
+        crops, widths, tall = padded_crops(batch, turned=True)
+        if len(crops):
+            for i, reading in zip(np.flatnonzero(tall), self.recognizer.predict_padded(crops, widths)):
+                if prefer_turned((texts[i], scores[i]), reading):
+                    texts[i], scores[i] = reading
+        out = batch.drop_columns([PIXELS, WIDTH, TURNED, TURNED_WIDTH])
         out = out.append_column("text", pa.array(texts, pa.string()))
         out = out.append_column("score", pa.array(scores, pa.float32(), mask=~ok))
         out = out.append_column("model", pa.array([self.model_id] * len(ok), pa.string()))

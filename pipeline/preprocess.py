@@ -1,7 +1,8 @@
 """Preprocess (CPU tasks): image bytes -> (32, w) uint8 crop, or an error message for that row.
 
 Crops travel as raw bytes (`_pixels`, row-major 32 x `_width`): a plain binary
-column is the cheapest thing Arrow can move between workers.
+column is the cheapest thing Arrow can move between workers. Tall crops also carry
+their quarter-turned reading (`_turned`, 32 x `_turned_width`) for vertical text.
 """
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from crnn.image import ImageSpec, decode_image, normalize_crop
+from crnn.image import ImageSpec, decode_image, normalize_crop, turned_crop
 
 PIXELS, WIDTH = "_pixels", "_width"
+TURNED, TURNED_WIDTH = "_turned", "_turned_width"
 
 
 def preprocess_batch(batch: pa.Table, image_column: str, spec: ImageSpec = ImageSpec()) -> pa.Table:
@@ -21,18 +23,25 @@ def preprocess_batch(batch: pa.Table, image_column: str, spec: ImageSpec = Image
         batch: rows with image bytes in `image_column` (other columns pass through).
         image_column: the bytes column; dropped from the output.
     Returns:
-        The batch without `image_column`, plus `_pixels`, `_width` and `error` (null when fine).
+        The batch without `image_column`, plus `_pixels`, `_width`, `_turned`, `_turned_width`
+        (null and 0 unless the crop is tall) and `error` (null when fine).
     """
-    pixels, widths, errors = [], [], []
+    pixels, widths, turned, turned_widths, errors = [], [], [], [], []
     for data in batch.column(image_column).to_pylist():
         try:
             if data is None:
                 raise ValueError("image is null")
-            crop = normalize_crop(decode_image(data, spec), spec)
+            img = decode_image(data, spec)
+            crop, turn = normalize_crop(img, spec), turned_crop(img, spec)
             pixels.append(crop.tobytes()), widths.append(crop.shape[1]), errors.append(None)
+            turned.append(None if turn is None else turn.tobytes())
+            turned_widths.append(0 if turn is None else turn.shape[1])
         except ValueError as e:
             pixels.append(None), widths.append(0), errors.append(str(e))
+            turned.append(None), turned_widths.append(0)
     out = batch.drop_columns([image_column])
     out = out.append_column(PIXELS, pa.array(pixels, pa.binary()))
     out = out.append_column(WIDTH, pa.array(np.asarray(widths, np.int32)))
+    out = out.append_column(TURNED, pa.array(turned, pa.binary()))
+    out = out.append_column(TURNED_WIDTH, pa.array(np.asarray(turned_widths, np.int32)))
     return out.append_column("error", pa.array(errors, pa.string()))

@@ -40,6 +40,7 @@ class OcrOptions:
     decoder: str = "greedy"              # greedy | beam
     min_width: int = 16
     max_width: int = 1024
+    vertical_ratio: float = 2.0          # crops this many times taller than wide are also read turned; 0: never
     rows_per_file: int | None = None     # at least this many rows per output file
     overwrite: bool = False
     resume: bool = False
@@ -92,7 +93,7 @@ def run_ocr(opts: OcrOptions) -> dict:
 
     # A Parquet row group is one block: bound blocks so that every actor gets work and output streams out.
     ds = ds.repartition(target_num_rows_per_block=opts.window)
-    spec = ImageSpec(min_width=opts.min_width, max_width=opts.max_width)
+    spec = ImageSpec(min_width=opts.min_width, max_width=opts.max_width, vertical_ratio=opts.vertical_ratio)
     ds = ds.map_batches(preprocess_batch, fn_kwargs={"image_column": opts.image_column, "spec": spec},
                         batch_size=opts.window, batch_format="pyarrow")
     ds = ds.map_batches(sort_by_width, batch_size=opts.window, batch_format="pyarrow")

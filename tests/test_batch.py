@@ -1,7 +1,11 @@
+import io
+
 import numpy as np
 import pyarrow as pa
+from PIL import Image
 
 from pipeline.batch import PAD_MULTIPLE, padded_crops, sort_by_width
+from crnn.image import normalize_crop
 from pipeline.preprocess import preprocess_batch
 from tests.conftest import crop_bytes
 
@@ -34,9 +38,25 @@ def test_padded_crops_all_failed():
 def test_preprocess_batch_decodes_and_reports_errors():
     table = pa.table({"image": pa.array([crop_bytes("Total"), b"", None, b"junk"], pa.binary()), "k": [1, 2, 3, 4]})
     out = preprocess_batch(table, "image")
-    assert out.column_names == ["k", "_pixels", "_width", "error"]
+    assert out.column_names == ["k", "_pixels", "_width", "_turned", "_turned_width", "error"]
+    assert out["_turned"].null_count == 4 and out["_turned_width"].to_pylist() == [0, 0, 0, 0]  # none tall
     w = out["_width"].to_pylist()
     assert w[0] > 16 and w[1:] == [0, 0, 0]
     assert len(out["_pixels"][0].as_py()) == 32 * w[0]
     errors = out["error"].to_pylist()
     assert errors[0] is None and all(errors[1:])
+
+
+def test_preprocess_batch_adds_the_turned_reading_of_tall_crops():
+    tall = Image.open(io.BytesIO(crop_bytes("00837285"))).transpose(Image.Transpose.ROTATE_270)
+    buf = io.BytesIO()
+    tall.save(buf, "PNG")
+    out = preprocess_batch(pa.table({"image": [crop_bytes("Total"), buf.getvalue()]}), "image")
+    assert out["_turned"][0].as_py() is None and out["_turned_width"][0].as_py() == 0
+    w, tw = out["_width"][1].as_py(), out["_turned_width"][1].as_py()  # upright: squeezed to min_width
+    assert w == 16 < tw and len(out["_turned"][1].as_py()) == 32 * tw
+    back = np.frombuffer(out["_turned"][1].as_py(), np.uint8).reshape(32, tw)
+    assert np.array_equal(back, normalize_crop(Image.open(io.BytesIO(crop_bytes("00837285")))))  # upright again
+
+    crops, widths, tall_rows = padded_crops(out, turned=True)
+    assert tall_rows.tolist() == [False, True] and widths.tolist() == [tw]

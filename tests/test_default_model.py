@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image, ImageDraw, ImageFont
@@ -12,7 +14,9 @@ from PIL import Image, ImageDraw, ImageFont
 from crnn import Recognizer
 from crnn.charset import normalize
 from crnn.data import split_by_doc
+from crnn.image import ImageSpec
 from crnn.metrics import text_metrics
+from pipeline import OcrOptions, run_ocr
 
 FUNSD = Path(__file__).resolve().parents[2] / "shared" / "data" / "funsd_train_words.parquet"
 WORDS = ["Invoice", "TOTAL", "Date:", "12/05/2024", "$1,234.56", "Phone", "(212)", "555-0199", "Amount",
@@ -29,6 +33,12 @@ def _render(text: str, font: ImageFont.FreeTypeFont) -> Image.Image:
     img = Image.new("L", (right - left + 6, bottom - top + 6), 255)
     ImageDraw.Draw(img).text((3 - left, 3 - top), text, fill=0, font=font)
     return img
+
+
+def _render_png(text: str) -> bytes:
+    buf = io.BytesIO()
+    _render(text, ImageFont.truetype("DejaVuSans.ttf", 20)).save(buf, "PNG")
+    return buf.getvalue()
 
 
 def test_default_model_is_trained():
@@ -55,3 +65,33 @@ def test_reads_held_out_scanned_forms(recognizer):
     right = [s for (p, s), y in zip(results, labels) if p == y]
     wrong = [s for (p, s), y in zip(results, labels) if p != y]
     assert sum(right) / len(right) > sum(wrong) / len(wrong)  # the score means something
+
+
+VERTICAL = ["00837285", "621800455", "APPROVAL", "Invoice", "2074956978"]
+
+
+def _vertical(word: str) -> bytes:
+    buf = io.BytesIO()  # text running top to bottom, like the page-margin numbers of scanned forms
+    _render(word, ImageFont.truetype("DejaVuSans.ttf", 20)).transpose(Image.Transpose.ROTATE_270).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_reads_vertical_text_in_process():
+    tall = [Image.open(io.BytesIO(_vertical(w))) for w in VERTICAL]
+    turned = [t for t, _ in Recognizer.load().recognize(tall)]
+    upright_only = [t for t, _ in Recognizer.load(spec=ImageSpec(vertical_ratio=0)).recognize(tall)]
+    assert text_metrics(turned, VERTICAL)["exact"] >= 0.8, turned
+    assert text_metrics(upright_only, VERTICAL)["exact"] == 0, upright_only
+
+
+def test_reads_vertical_text_through_the_pipeline(ray_local, tmp_path):
+    words = VERTICAL + WORDS[:5]
+    images = [_vertical(w) for w in VERTICAL] + [_render_png(w) for w in WORDS[:5]]
+    pq.write_table(pa.table({"id": [f"c{i}" for i in range(len(words))], "image": images}), tmp_path / "in.parquet")
+
+    run_ocr(OcrOptions(input=str(tmp_path / "in.parquet"), output=str(tmp_path / "out")))
+
+    df = pd.read_parquet(tmp_path / "out").set_index("id").loc[[f"c{i}" for i in range(len(words))]]
+    assert df["error"].isna().all()
+    assert text_metrics(df["text"].tolist()[:len(VERTICAL)], VERTICAL)["exact"] >= 0.8, df["text"].tolist()
+    assert text_metrics(df["text"].tolist()[len(VERTICAL):], WORDS[:5])["case_insensitive"] >= 0.8  # upright kept

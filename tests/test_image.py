@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from crnn.image import ImageSpec, decode_image, normalize_crop, pad_batch, to_gray
+from crnn.image import ImageSpec, decode_image, normalize_crop, pad_batch, prefer_turned, to_gray, turned_crop
 
 
 def encode(img, fmt, **kw):
@@ -227,6 +227,37 @@ def test_normalize_stretches_contrast():
 def test_normalize_leaves_blank_crops_alone():
     out = normalize_crop(Image.new("L", (64, 32), 200))
     assert (out == 200).all()
+
+
+# ---- vertical text: turned_crop, prefer_turned ------------------------------------------------------
+
+def test_turned_crop_only_for_tall_crops():
+    assert turned_crop(Image.new("L", (60, 20), 255)) is None
+    assert turned_crop(Image.new("L", (20, 39), 255)) is None             # under twice as tall as wide
+    assert turned_crop(Image.new("L", (20, 40), 255)).shape == (32, 64)
+    assert turned_crop(Image.new("L", (20, 40), 255), ImageSpec(vertical_ratio=3)) is None
+    assert turned_crop(Image.new("L", (10, 400), 255), ImageSpec(vertical_ratio=0)) is None
+
+
+def test_turned_crop_reads_top_to_bottom_as_left_to_right():
+    arr = np.full((90, 20), 255, np.uint8)
+    arr[:30, 5:15] = 0                                                    # ink at the top only
+    out = turned_crop(Image.fromarray(arr))
+    assert out.shape == (32, 144)
+    assert out[:, :40].mean() < 160 and out[:, 60:].min() == 255          # ...lands on the left
+
+
+@pytest.mark.parametrize("upright, turned, expected", [
+    (("|", 0.49), ("00837285", 0.50), True),      # margin number: upright it collapses to one glyph
+    ((":", 0.18), ("93213298", 0.57), True),
+    (("", 0.10), ("ab", 0.60), True),             # two characters need the higher confidence...
+    (("1", 0.81), ("-.", 0.28), False),           # ...a narrow glyph turned reads as two marks
+    ((":", 0.99), ("..", 0.62), False),
+    (("|", 0.90), ("741", 0.22), True),           # three characters win outright
+    (("APPROVAL", 0.2), ("AP", 0.9), False),      # never fewer characters than upright
+])
+def test_prefer_turned(upright, turned, expected):
+    assert prefer_turned(upright, turned) is expected
 
 
 # ---- pad_batch --------------------------------------------------------------------------------------
