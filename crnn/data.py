@@ -39,17 +39,29 @@ class Sample:
 
 
 class RealCrops:
-    """Decoded, normalised labelled crops with light geometric/photometric jitter."""
+    """Decoded, normalised labelled crops with light geometric/photometric jitter.
+
+    Vertical text (a tall crop whose label has several characters) is turned upright, as the
+    pipeline reads it (`crnn.image.turned_crop`): read sideways, its label would only be noise.
+    """
 
     def __init__(self, images, texts, charset: Charset, spec: ImageSpec = ImageSpec()):
         keep = [i for i, t in enumerate(texts) if t and charset.can_encode(t)]
-        self.images = [Image.open(io.BytesIO(images[i])).convert("L") for i in keep]
         self.texts = [normalize(texts[i]) for i in keep]
+        self.images = [self._upright(Image.open(io.BytesIO(images[i])).convert("L"), text, spec)
+                       for i, text in zip(keep, self.texts)]
         self.spec = spec
         self.skipped = len(texts) - len(keep)
 
     def __len__(self):
         return len(self.texts)
+
+    @staticmethod
+    def _upright(img: Image.Image, text: str, spec: ImageSpec) -> Image.Image:
+        w, h = img.size
+        if len(text) > 1 and spec.vertical_ratio and h >= spec.vertical_ratio * w:
+            return img.transpose(Image.Transpose.ROTATE_90)
+        return img
 
     def get(self, i: int, rng: random.Random | None = None) -> Sample:
         img = self.images[i]

@@ -1,0 +1,49 @@
+"""Training data: document-level split, labelled crops (vertical text turned upright), CTC batches."""
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from crnn.charset import Charset
+from crnn.data import CropStream, RealCrops, split_by_doc
+from crnn.image import normalize_crop
+from tests.conftest import crop_bytes
+
+
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_split_by_doc_keeps_documents_whole():
+    docs = [f"doc{i // 5}" for i in range(500)]
+    val = split_by_doc(docs, 0.2)
+    assert 0 < val.sum() < len(docs)
+    for d in set(docs):
+        rows = val[[i for i, x in enumerate(docs) if x == d]]
+        assert rows.all() or not rows.any()
+    assert (split_by_doc(docs, 0.2) == val).all()                 # stable across calls
+
+
+def test_real_crops_skip_unencodable_labels_and_turn_vertical_text_upright():
+    word = Image.open(io.BytesIO(crop_bytes("00837285")))
+    vertical = word.transpose(Image.Transpose.ROTATE_270)         # runs top to bottom
+    one_glyph = Image.new("L", (6, 20), 255)                      # a tall "1": stays as it is
+    crops = RealCrops([_png(vertical), _png(one_glyph), _png(word), _png(word)],
+                      ["00837285", "1", "", "caf\u00e9\u2610"], Charset())
+    assert len(crops) == 2 and crops.skipped == 2
+    assert np.array_equal(crops.get(0).crop, normalize_crop(word)) and crops.get(0).text == "00837285"
+    assert np.array_equal(crops.get(1).crop, normalize_crop(one_glyph))
+
+
+def test_crop_stream_batches_are_width_sorted_ctc_batches():
+    images = [crop_bytes(w, size=10 + i) for i, w in enumerate(["a", "Total", "Invoice 42", "R&D"] * 8)]
+    real = RealCrops(images, ["a", "Total", "Invoice 42", "R&D"] * 8, Charset())
+    batch = next(iter(CropStream(Charset(), 8, seed=3, real=real, pool_batches=2)))
+    n = len(batch["texts"])
+    assert n == 8 and batch["images"].shape[0] == n and batch["images"].shape[1] == 32
+    assert batch["target_lengths"].tolist() == [len(t) for t in batch["texts"]]
+    assert int(batch["target_lengths"].sum()) == len(batch["targets"])
+    assert (np.diff(batch["widths"].numpy()) >= 0).all() and batch["widths"].max() <= batch["images"].shape[2]
