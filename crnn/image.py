@@ -94,13 +94,16 @@ def turned_crop(img: Image.Image, spec: ImageSpec = ImageSpec()) -> np.ndarray |
 def prefer_turned(upright: tuple[str, float], turned: tuple[str, float]) -> bool:
     """Whether a tall crop's turned reading is the text, given both (text, confidence) readings.
 
-    A tall crop read upright holds one narrow glyph ("1", "(", "$"); vertical text read upright
-    collapses to one or two symbols. The turned reading wins when it finds more characters:
-    three or more outright, two only with the higher confidence (a turned glyph reads as "..").
+    A tall crop read upright holds one narrow glyph ("1", "(", ":"); vertical text read upright
+    collapses to one or two symbols. The turned reading must find more characters, and two only
+    count with the higher confidence (a turned "1" reads as "-."), three or more with at least half
+    of it (a turned ":" reads as "..." at a quarter of the upright confidence).
     """
     (text, score), (turned_text, turned_score) = upright, turned
     n = len(turned_text)
-    return n > len(text) and (n >= 3 or (n == 2 and turned_score > score))
+    if n <= max(len(text), 1):
+        return False
+    return turned_score > score if n == 2 else turned_score >= score / 2
 
 
 def _is_light_on_dark(a: np.ndarray) -> bool:

@@ -253,7 +253,9 @@ def test_turned_crop_reads_top_to_bottom_as_left_to_right():
     (("", 0.10), ("ab", 0.60), True),             # two characters need the higher confidence...
     (("1", 0.81), ("-.", 0.28), False),           # ...a narrow glyph turned reads as two marks
     ((":", 0.99), ("..", 0.62), False),
-    (("|", 0.90), ("741", 0.22), True),           # three characters win outright
+    (("|", 0.40), ("741", 0.22), True),           # three or more need half the upright confidence...
+    ((":", 0.97), ("...", 0.26), False),          # ...a turned colon is no ellipsis
+    (("", 0.0), ("a", 0.99), False),              # one character is never vertical text
     (("APPROVAL", 0.2), ("AP", 0.9), False),      # never fewer characters than upright
 ])
 def test_prefer_turned(upright, turned, expected):
