@@ -56,7 +56,8 @@ def main(argv=None) -> int:
             actors=args.actors, num_gpus=args.num_gpus, threads=args.threads, precision=args.precision,
             decoder=args.decoder, max_width=args.max_width, vertical_ratio=args.vertical_ratio,
             rows_per_file=args.rows_per_file, overwrite=args.overwrite, resume=args.resume, stats=args.stats,
-            dashboard=args.dashboard, storage_options=parse_storage_options(args.storage_option, args.storage_options_file))
+            dashboard=args.dashboard,
+            storage_options=parse_storage_options(args.storage_option, args.storage_options_file))
         summary = run_ocr(opts)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -6,9 +6,9 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from crnn.image import prefer_turned
 from crnn.recognizer import Recognizer
 from pipeline.batch import padded_crops
-from crnn.image import prefer_turned
 from pipeline.preprocess import PIXELS, TURNED, TURNED_WIDTH, WIDTH
 
 OUTPUT_COLUMNS = ("text", "score", "error", "model")  # added after the input's own columns
@@ -16,6 +16,8 @@ OUTPUT_COLUMNS = ("text", "score", "error", "model")  # added after the input's 
 
 class CRNNPredictor:
     """Callable class for `Dataset.map_batches(..., compute=ActorPoolStrategy(...))`.
+
+    Tall crops are read a second time, turned (see `preprocess.py`); `prefer_turned` keeps one reading.
 
     Args:
         model_path: checkpoint file, None for the shipped default.
