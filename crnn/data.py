@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from crnn.charset import Charset, normalize
-from crnn.image import ImageSpec, normalize_crop, pad_batch
+from crnn.image import ImageSpec, is_tall, normalize_crop, pad_batch
 
 
 def split_by_doc(doc_ids, val_fraction: float = 0.1) -> np.ndarray:
@@ -58,10 +58,7 @@ class RealCrops:
 
     @staticmethod
     def _upright(img: Image.Image, text: str, spec: ImageSpec) -> Image.Image:
-        w, h = img.size
-        if len(text) > 1 and spec.vertical_ratio and h >= spec.vertical_ratio * w:
-            return img.transpose(Image.Transpose.ROTATE_90)
-        return img
+        return img.transpose(Image.Transpose.ROTATE_90) if len(text) > 1 and is_tall(img, spec) else img
 
     def get(self, i: int, rng: random.Random | None = None) -> Sample:
         img = self.images[i]

@@ -82,13 +82,16 @@ def normalize_crop(img: Image.Image, spec: ImageSpec = ImageSpec()) -> np.ndarra
     return np.ascontiguousarray(a)
 
 
-def turned_crop(img: Image.Image, spec: ImageSpec = ImageSpec()) -> np.ndarray | None:
-    """The crop turned a quarter counter-clockwise and normalised, when it is tall enough to hold
-    vertical text (top-to-bottom, as margin and spine text runs in English documents); else None."""
+def is_tall(img: Image.Image, spec: ImageSpec = ImageSpec()) -> bool:
+    """Whether the crop may hold vertical text: at least `spec.vertical_ratio` times taller than wide."""
     w, h = img.size
-    if not spec.vertical_ratio or h < spec.vertical_ratio * w:
-        return None
-    return normalize_crop(img.transpose(Image.Transpose.ROTATE_90), spec)
+    return bool(spec.vertical_ratio) and h >= spec.vertical_ratio * w
+
+
+def turned_crop(img: Image.Image, spec: ImageSpec = ImageSpec()) -> np.ndarray | None:
+    """A tall crop turned a quarter counter-clockwise and normalised (vertical text runs top to bottom,
+    as margin and spine text does in English documents); None for other crops."""
+    return normalize_crop(img.transpose(Image.Transpose.ROTATE_90), spec) if is_tall(img, spec) else None
 
 
 def prefer_turned(upright: tuple[str, float], turned: tuple[str, float]) -> bool:

@@ -31,8 +31,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch threads per CPU actor (default: all CPUs)")
     p.add_argument("--precision", choices=["bf16", "fp16", "fp32"], help="autocast precision (default bf16)")
     p.add_argument("--decoder", choices=["greedy", "beam"], default="greedy")
-    p.add_argument("--max-width", type=int, default=1024, help="widest crop after resizing to height 32")
-    p.add_argument("--vertical-ratio", type=float, default=2.0,
+    p.add_argument("--max-width", type=int, default=OcrOptions.max_width,
+                   help="widest crop after resizing to height 32")
+    p.add_argument("--vertical-ratio", type=float, default=OcrOptions.vertical_ratio,
                    help="crops at least this many times taller than wide are also read turned a quarter "
                         "(vertical text, top to bottom); 0 turns none")
     p.add_argument("--rows-per-file", type=int, help="at least this many rows per output Parquet file")

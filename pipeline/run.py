@@ -38,9 +38,9 @@ class OcrOptions:
     threads: int | None = None           # torch threads per CPU actor; default: all CPUs of this node
     precision: str | None = None         # bf16 | fp16 | fp32 (default bf16)
     decoder: str = "greedy"              # greedy | beam
-    min_width: int = 16
-    max_width: int = 1024
-    vertical_ratio: float = 2.0          # crops this many times taller than wide are also read turned; 0: never
+    min_width: int = ImageSpec.min_width
+    max_width: int = ImageSpec.max_width
+    vertical_ratio: float = ImageSpec.vertical_ratio  # crops this much taller than wide are also read turned; 0: never
     rows_per_file: int | None = None     # at least this many rows per output file
     overwrite: bool = False
     resume: bool = False

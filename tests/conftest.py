@@ -10,15 +10,21 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 
-def crop_bytes(text: str = "Invoice 42", fmt: str = "PNG", size: int = 14, mode: str = "L") -> bytes:
-    """A real encoded image of `text`, drawn with Pillow's scalable default font."""
+def encode(img: Image.Image, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt)
+    return buf.getvalue()
+
+
+def crop_bytes(text: str = "Invoice 42", fmt: str = "PNG", size: int = 14, mode: str = "L",
+               vertical: bool = False) -> bytes:
+    """A real encoded image of `text`, drawn with Pillow's scalable default font (`vertical`: running
+    top to bottom, like the page-margin numbers of scanned forms)."""
     font = ImageFont.load_default(size=size)
     left, top, right, bottom = font.getbbox(text)
     img = Image.new("L", (right - left + 4, bottom - top + 4), 255)
     ImageDraw.Draw(img).text((2 - left, 2 - top), text, fill=20, font=font)
-    buf = io.BytesIO()
-    img.convert(mode).save(buf, fmt)
-    return buf.getvalue()
+    return encode((img.transpose(Image.Transpose.ROTATE_270) if vertical else img).convert(mode), fmt)
 
 
 @pytest.fixture(scope="session")

@@ -8,13 +8,7 @@ from PIL import Image
 from crnn.charset import Charset
 from crnn.data import CropStream, RealCrops, split_by_doc
 from crnn.image import normalize_crop
-from tests.conftest import crop_bytes
-
-
-def _png(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, "PNG")
-    return buf.getvalue()
+from tests.conftest import crop_bytes, encode
 
 
 def test_split_by_doc_keeps_documents_whole():
@@ -29,9 +23,8 @@ def test_split_by_doc_keeps_documents_whole():
 
 def test_real_crops_skip_unencodable_labels_and_turn_vertical_text_upright():
     word = Image.open(io.BytesIO(crop_bytes("00837285")))
-    vertical = word.transpose(Image.Transpose.ROTATE_270)         # runs top to bottom
     one_glyph = Image.new("L", (6, 20), 255)                      # a tall "1": stays as it is
-    crops = RealCrops([_png(vertical), _png(one_glyph), _png(word), _png(word)],
+    crops = RealCrops([crop_bytes("00837285", vertical=True), encode(one_glyph), encode(word), encode(word)],
                       ["00837285", "1", "", "caf\u00e9\u2610"], Charset())
     assert len(crops) == 2 and crops.skipped == 2
     assert np.array_equal(crops.get(0).crop, normalize_crop(word)) and crops.get(0).text == "00837285"

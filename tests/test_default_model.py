@@ -17,6 +17,7 @@ from crnn.data import split_by_doc
 from crnn.image import ImageSpec
 from crnn.metrics import text_metrics
 from pipeline import OcrOptions, run_ocr
+from tests.conftest import encode
 
 FUNSD = Path(__file__).resolve().parents[2] / "shared" / "data" / "funsd_train_words.parquet"
 WORDS = ["Invoice", "TOTAL", "Date:", "12/05/2024", "$1,234.56", "Phone", "(212)", "555-0199", "Amount",
@@ -35,10 +36,9 @@ def _render(text: str, font: ImageFont.FreeTypeFont) -> Image.Image:
     return img
 
 
-def _render_png(text: str) -> bytes:
-    buf = io.BytesIO()
-    _render(text, ImageFont.truetype("DejaVuSans.ttf", 20)).save(buf, "PNG")
-    return buf.getvalue()
+def _png(text: str, vertical: bool = False) -> bytes:
+    img = _render(text, ImageFont.truetype("DejaVuSans.ttf", 20))
+    return encode(img.transpose(Image.Transpose.ROTATE_270) if vertical else img)  # vertical: top to bottom
 
 
 def test_default_model_is_trained():
@@ -70,14 +70,8 @@ def test_reads_held_out_scanned_forms(recognizer):
 VERTICAL = ["00837285", "621800455", "APPROVAL", "Invoice", "2074956978"]
 
 
-def _vertical(word: str) -> bytes:
-    buf = io.BytesIO()  # text running top to bottom, like the page-margin numbers of scanned forms
-    _render(word, ImageFont.truetype("DejaVuSans.ttf", 20)).transpose(Image.Transpose.ROTATE_270).save(buf, "PNG")
-    return buf.getvalue()
-
-
 def test_reads_vertical_text_in_process():
-    tall = [Image.open(io.BytesIO(_vertical(w))) for w in VERTICAL]
+    tall = [Image.open(io.BytesIO(_png(w, vertical=True))) for w in VERTICAL]
     turned = [t for t, _ in Recognizer.load().recognize(tall)]
     upright_only = [t for t, _ in Recognizer.load(spec=ImageSpec(vertical_ratio=0)).recognize(tall)]
     assert text_metrics(turned, VERTICAL)["exact"] >= 0.8, turned
@@ -86,7 +80,7 @@ def test_reads_vertical_text_in_process():
 
 def test_reads_vertical_text_through_the_pipeline(ray_local, tmp_path):
     words = VERTICAL + WORDS[:5]
-    images = [_vertical(w) for w in VERTICAL] + [_render_png(w) for w in WORDS[:5]]
+    images = [_png(w, vertical=True) for w in VERTICAL] + [_png(w) for w in WORDS[:5]]
     pq.write_table(pa.table({"id": [f"c{i}" for i in range(len(words))], "image": images}), tmp_path / "in.parquet")
 
     run_ocr(OcrOptions(input=str(tmp_path / "in.parquet"), output=str(tmp_path / "out")))
