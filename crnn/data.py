@@ -73,12 +73,15 @@ class CropStream(torch.utils.data.IterableDataset):
     """Endless width-bucketed batches mixing real crops (probability `real_fraction`) and synthetic ones.
 
     Each worker draws a pool of `batch_size * pool_batches` samples, sorts it by width and cuts it
-    into batches, so padding stays small; batches leave in random order.
+    into batches, so padding stays small; batches leave in random order. With probability
+    `narrow_prob` a crop is squeezed to 70-95% of its width (never below 8 px per character), so
+    condensed and tightly set text, the model's weakest, is seen more often.
     """
 
     def __init__(self, charset: Charset, batch_size: int, seed: int, real: RealCrops | None = None,
-                 real_fraction: float = 0.5, renderer=None, pool_batches: int = 8, spec: ImageSpec = ImageSpec()):
-        self.charset, self.batch_size, self.seed = charset, batch_size, seed
+                 real_fraction: float = 0.5, renderer=None, pool_batches: int = 8, spec: ImageSpec = ImageSpec(),
+                 narrow_prob: float = 0.0):
+        self.charset, self.batch_size, self.seed, self.narrow_prob = charset, batch_size, seed, narrow_prob
         self.real, self.renderer, self.spec = real, renderer, spec
         self.real_fraction = real_fraction if renderer is not None else 1.0
         if real is None and renderer is None:
@@ -87,9 +90,17 @@ class CropStream(torch.utils.data.IterableDataset):
 
     def _sample(self, rng: random.Random) -> Sample:
         if self.real is not None and rng.random() < self.real_fraction:
-            return self.real.get(rng.randrange(len(self.real)), rng)
-        img, text = self.renderer.sample(rng)
-        return Sample(normalize_crop(img, self.spec), text)
+            s = self.real.get(rng.randrange(len(self.real)), rng)
+        else:
+            img, text = self.renderer.sample(rng)
+            s = Sample(normalize_crop(img, self.spec), text)
+        return self._narrowed(s, rng) if self.narrow_prob and rng.random() < self.narrow_prob else s
+
+    def _narrowed(self, s: Sample, rng: random.Random) -> Sample:
+        w = max(round(s.crop.shape[1] * rng.uniform(0.7, 0.95)), 8 * len(s.text), self.spec.min_width)
+        if w >= s.crop.shape[1]:
+            return s
+        return Sample(np.asarray(Image.fromarray(s.crop).resize((w, s.crop.shape[0]), Image.BILINEAR)), s.text)
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()

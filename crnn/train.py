@@ -37,6 +37,7 @@ class TrainConfig:
     warmup: int = 500
     real_parquet: str | None = None      # labelled crops (image, text, doc_id)
     real_fraction: float = 0.5           # share of real crops in each batch when synthetic data is on
+    narrow_prob: float = 0.0             # share of crops squeezed narrower (CropStream)
     synthetic: bool = True
     font_dir: str | None = None
     val_fraction: float = 0.1            # of real documents, held out whole
@@ -116,7 +117,8 @@ def train(cfg: TrainConfig) -> Path:
         model.load_state_dict(state["model"]), opt.load_state_dict(state["opt"]), sched.load_state_dict(state["sched"])
         step, best, history = state["step"], state["best"], state["history"]
 
-    stream = CropStream(charset, cfg.batch_size, cfg.seed + step, real, cfg.real_fraction, renderer)
+    stream = CropStream(charset, cfg.batch_size, cfg.seed + step, real, cfg.real_fraction, renderer,
+                        narrow_prob=cfg.narrow_prob)
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=cfg.workers,
                                          persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers else None)
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)

@@ -1,12 +1,13 @@
 """Training data: document-level split, labelled crops (vertical text turned upright), CTC batches."""
 
 import io
+import random
 
 import numpy as np
 from PIL import Image
 
 from crnn.charset import Charset
-from crnn.data import CropStream, RealCrops, split_by_doc
+from crnn.data import CropStream, RealCrops, Sample, split_by_doc
 from crnn.image import normalize_crop
 from tests.conftest import crop_bytes, encode
 
@@ -40,3 +41,17 @@ def test_crop_stream_batches_are_width_sorted_ctc_batches():
     assert batch["target_lengths"].tolist() == [len(t) for t in batch["texts"]]
     assert int(batch["target_lengths"].sum()) == len(batch["targets"])
     assert (np.diff(batch["widths"].numpy()) >= 0).all() and batch["widths"].max() <= batch["images"].shape[2]
+
+
+def test_narrowed_crops_are_squeezed_but_keep_8_px_per_character():
+    crop = normalize_crop(Image.open(io.BytesIO(crop_bytes("Invoice", size=24))))
+    stream, rng, full = CropStream(Charset(), 1, seed=0, renderer=object(), narrow_prob=1.0), random.Random(0), crop.shape[1]
+
+    def widths(label: str) -> list[int]:
+        return [stream._narrowed(Sample(crop, label), rng).crop.shape[1] for _ in range(30)]
+
+    w = widths("Invoice")                            # 7 characters: squeezed to 70-95%
+    assert all(round(0.7 * full) <= x <= round(0.95 * full) for x in w) and len(set(w)) > 5, (full, w)
+    w = widths("Invoice 12345")                      # 13 characters: never under 104 px
+    assert all(8 * 13 <= x < full for x in w) and min(w) == 8 * 13, (full, w)
+    assert widths("Invoice 12345678") == [full] * 30  # 16 characters: already under 8 px each, left alone
