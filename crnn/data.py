@@ -94,6 +94,7 @@ class CropStream(torch.utils.data.IterableDataset):
         else:
             img, text = self.renderer.sample(rng)
             s = Sample(normalize_crop(img, self.spec), text)
+        # narrow_prob 0 draws nothing from rng, so a seed replays the same samples as before the option
         return self._narrowed(s, rng) if self.narrow_prob and rng.random() < self.narrow_prob else s
 
     def _narrowed(self, s: Sample, rng: random.Random) -> Sample:

@@ -44,8 +44,10 @@ def test_crop_stream_batches_are_width_sorted_ctc_batches():
 
 
 def test_narrowed_crops_are_squeezed_but_keep_8_px_per_character():
-    crop = normalize_crop(Image.open(io.BytesIO(crop_bytes("Invoice", size=24))))
-    stream, rng, full = CropStream(Charset(), 1, seed=0, renderer=object(), narrow_prob=1.0), random.Random(0), crop.shape[1]
+    real = RealCrops([crop_bytes("Invoice", size=24)], ["Invoice"], Charset())
+    stream = CropStream(Charset(), 1, seed=0, real=real, narrow_prob=1.0)
+    crop, rng = real.get(0).crop, random.Random(0)
+    full = crop.shape[1]
 
     def widths(label: str) -> list[int]:
         return [stream._narrowed(Sample(crop, label), rng).crop.shape[1] for _ in range(30)]
