@@ -396,7 +396,9 @@ class TextRenderer:
                 f = size / px
         glyphs = _glyphs(self._pick_font(text, rng), size)
         mask, band = self._typeset(text, glyphs, rng)
-        cover = self._ink(self._crop(mask, band, f, rng, g), f, rng)
+        # An underscore is a line under the baseline: an underline or a clipped bottom would hide it or fake it.
+        keep_bottom = "_" in text
+        cover = self._ink(self._crop(mask, band, f, rng, g, keep_bottom), f, rng, keep_bottom)
         return self._scan(cover, f, binarize, rng, g)
 
     def _typeset(self, text: str, glyphs: _Glyphs, rng: random.Random) -> tuple[Image.Image, tuple[int, int]]:
@@ -434,24 +436,27 @@ class TextRenderer:
                                                             m10, m11, cy - m10 * cx - m11 * cy), Image.BILINEAR)
         return mask, (pad - t + cap[2], pad - t + cap[2] + cap[0].shape[0])
 
-    def _crop(self, mask: Image.Image, band: tuple[int, int], f: float, rng: random.Random, g) -> np.ndarray:
+    def _crop(self, mask: Image.Image, band: tuple[int, int], f: float, rng: random.Random, g,
+              keep_bottom: bool = False) -> np.ndarray:
         """Cut the word box out of `mask`: ink coverage in 0..1 as float32.
 
         Like hand-drawn FUNSD boxes: mostly tight, often touching or slightly
         cutting the ink, sometimes spanning cap height to baseline.
         """
         arr = np.asarray(mask)
-        cols, rows = np.flatnonzero(arr.max(0) > 96), np.flatnonzero(arr.max(1) > 96)
+        # A thin underscore may be faint at this size: any ink counts when the bottom must stay.
+        cols, rows = np.flatnonzero(arr.max(0) > 96), np.flatnonzero(arr.max(1) > (8 if keep_bottom else 96))
         if len(cols) == 0:
             cols, rows = np.array([0, mask.width - 1]), np.array(band)
         x0, x1, y0, y1 = cols[0], cols[-1] + 1, rows[0], rows[-1] + 1
         if rng.random() < self.config.band_prob:  # descenders are often clipped then
-            y0, y1 = min(y0, band[0]), max(band[1], band[1] + round((y1 - band[1]) * rng.uniform(0.3, 1.0)))
+            clip = rng.uniform(0.3, 1.0)
+            y0, y1 = min(y0, band[0]), y1 if keep_bottom else max(band[1], band[1] + round((y1 - band[1]) * clip))
         tight = rng.random() < self.config.tight_prob
         margins, small = [], (x1 - x0 < 6 * f, y1 - y0 < 6 * f)  # never cut into '.', ':', '-'
         for side, touch in enumerate((0.3, 0.08, 0.4, 0.35)):  # left, top, right, bottom: FUNSD ink touch rates
             if tight:
-                cut = rng.random() < 0.2 and not small[side % 2]
+                cut = rng.random() < 0.2 and not small[side % 2] and not (keep_bottom and side == 3)
                 m = -float(cut) if rng.random() < touch else 1 + min(g.exponential(0.7), 4)
             else:
                 m = rng.uniform(1, 0.5 * (y1 - y0) / f + 1)
@@ -460,7 +465,7 @@ class TextRenderer:
         box[2], box[3] = max(box[2], box[0] + math.ceil(2 * f)), max(box[3], box[1] + math.ceil(4 * f))  # '.', '|'
         return np.asarray(mask.crop(box), dtype=np.float32) * (1 / 255)  # crop() pads with 0 outside
 
-    def _ink(self, a: np.ndarray, f: float, rng: random.Random) -> np.ndarray:
+    def _ink(self, a: np.ndarray, f: float, rng: random.Random, no_underline: bool = False) -> np.ndarray:
         """Stroke weight (bleed, starved ink) and form lines, on the coverage array."""
         cfg = self.config
         if rng.random() < cfg.bleed_prob:
@@ -474,7 +479,11 @@ class TextRenderer:
             k, th = rng.random(), max(1, round(rng.uniform(0.8, 2.2) * f))
             if k < 0.5:
                 y = H - th - rng.randint(0, round(f))
-                a[max(0, y): y + th, rng.randint(0, W // 3) if rng.random() < 0.3 else 0:] = 1.0
+                x0 = rng.randint(0, W // 3) if rng.random() < 0.3 else 0
+                if no_underline:
+                    a[:, :th] = 1.0  # a box edge instead
+                else:
+                    a[max(0, y): y + th, x0:] = 1.0
             elif k < 0.65:
                 a[:th] = 1.0
             elif k < 0.85:

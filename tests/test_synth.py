@@ -100,3 +100,18 @@ def test_label_distribution(texts):
     assert any(re.fullmatch(r"\d{1,2}/\d{1,2}/\d{2,4}", t) for t in texts)  # dates
     assert any("@" in t and "." in t for t in texts)  # e-mail
     assert any(t.isupper() and len(t) > 3 for t in texts) and any(t.islower() and len(t) > 3 for t in texts)
+
+
+@needs_fonts
+def test_underscore_is_never_clipped_or_faked_by_an_underline():
+    # Every box spans cap height to baseline (which clips descenders) and every crop gets a form line.
+    probs = {f.name: 0.0 for f in dataclasses.fields(SynthConfig) if f.name.endswith("_prob")}
+    r = TextRenderer(SynthConfig(**{**probs, "band_prob": 1.0, "form_line_prob": 1.0, "tight_prob": 1.0}))
+    rng = random.Random(11)
+    for _ in range(40):
+        ink = np.asarray(r.render("x_x", rng)) < 200  # thin strokes are gray at scan size
+        inner = ink[:, 2:-2]  # box edges down the sides are allowed
+        lowest = inner[np.flatnonzero(inner.any(axis=1))[-1]]
+        w = len(lowest)
+        assert lowest[w // 3: 2 * w // 3].any()  # the underscore is the lowest ink: not clipped away
+        assert not lowest[-max(1, w // 5):].any()  # and nothing runs under the last 'x', as an underline would
