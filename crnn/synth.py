@@ -396,9 +396,10 @@ class TextRenderer:
                 f = size / px
         glyphs = _glyphs(self._pick_font(text, rng), size)
         mask, band = self._typeset(text, glyphs, rng)
-        # An underscore is a line under the baseline: an underline or a clipped bottom would hide it or fake it.
-        keep_bottom = "_" in text
-        cover = self._ink(self._crop(mask, band, f, rng, g, keep_bottom), f, rng, keep_bottom)
+        # Marks below the baseline that a clipped bottom turns into others ('_' into nothing, ',' into '.');
+        # an underline would hide or fake an underscore.
+        keep_bottom = any(c in text for c in "_,;")
+        cover = self._ink(self._crop(mask, band, f, rng, g, keep_bottom), f, rng, no_underline="_" in text)
         return self._scan(cover, f, binarize, rng, g)
 
     def _typeset(self, text: str, glyphs: _Glyphs, rng: random.Random) -> tuple[Image.Image, tuple[int, int]]:

@@ -115,3 +115,23 @@ def test_underscore_is_never_clipped_or_faked_by_an_underline():
         w = len(lowest)
         assert lowest[w // 3: 2 * w // 3].any()  # the underscore is the lowest ink: not clipped away
         assert not lowest[-max(1, w // 5):].any()  # and nothing runs under the last 'x', as an underline would
+
+
+@needs_fonts
+def test_comma_tail_is_never_clipped():
+    # Cap-height-to-baseline boxes clip descenders; a comma clipped that way reads as a period.
+    probs = {f.name: 0.0 for f in dataclasses.fields(SynthConfig) if f.name.endswith("_prob")}
+
+    def tail_depths(band_prob):  # rows of comma ink below the x's baseline, large print to resolve them
+        r = TextRenderer(SynthConfig(**{**probs, "band_prob": band_prob, "tight_prob": 1.0,
+                                        "min_text_px": 36, "median_text_px": 36}))
+        rng, depths = random.Random(12), []
+        for _ in range(40):
+            ink = np.asarray(r.render("x,", rng)) < 200
+            half = ink.shape[1] // 2
+            lowest = [np.flatnonzero(part.any(axis=1))[-1] for part in (ink[:, :half], ink[:, half:])]
+            depths.append(lowest[1] - lowest[0])
+        return np.array(depths)
+
+    banded, loose = tail_depths(1.0), tail_depths(0.0)
+    assert np.median(banded) >= np.median(loose) and banded.min() >= 3
