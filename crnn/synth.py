@@ -106,6 +106,14 @@ class SynthConfig:
     invert_prob: float = 0.005       # white on black headers are rare
 
 
+def _chance(rng: random.Random, p: float, name: str, applied: list[str] | None) -> bool:
+    """`rng.random() < p`, noting `name` in `applied` (when given) if it comes true."""
+    hit = rng.random() < p
+    if hit and applied is not None:
+        applied.append(name)
+    return hit
+
+
 def find_fonts(font_dir: str | None = None) -> list[str]:
     """Latin text fonts (.ttf/.otf) under `font_dir` (default FONT_DIRS), sorted, one per file name."""
     found = {}
@@ -359,10 +367,10 @@ class TextRenderer:
         return " ".join(toks)[: self.config.max_line_chars]
 
     # ---- rendering -----------------------------------------------------------
-    def sample(self, rng: random.Random) -> tuple[Image.Image, str]:
+    def sample(self, rng: random.Random, applied: list[str] | None = None) -> tuple[Image.Image, str]:
         """Returns (crop, label): `text(rng)` rendered by `render`."""
         text = self.text(rng)
-        return self.render(text, rng), text
+        return self.render(text, rng, applied), text
 
     def _pick_font(self, text: str, rng: random.Random) -> str:
         need = set(text)
@@ -376,10 +384,11 @@ class TextRenderer:
                 return path
         return next((p for p in self.fonts if not need & _missing_glyphs(p)), self.fonts[0])
 
-    def render(self, text: str, rng: random.Random) -> Image.Image:
+    def render(self, text: str, rng: random.Random, applied: list[str] | None = None) -> Image.Image:
         """Grayscale crop of `text` at scan resolution (not resized to the model height).
 
-        Args: text, the label; rng, the only source of randomness (a numpy Generator is seeded from it).
+        Args: text, the label; rng, the only source of randomness (a numpy Generator is seeded from it);
+            applied, a list to which the names of the degradations drawn are appended (for evaluation).
         Returns: a PIL 'L' image, dark ink on light paper, height mostly 10-24 px.
         """
         cfg, g = self.config, np.random.default_rng(rng.getrandbits(64))
@@ -387,7 +396,7 @@ class TextRenderer:
         if rng.random() < 0.03:
             px = rng.randint(min(20, cfg.max_text_px), cfg.max_text_px)  # headings, large print
         # Thresholding happens at a higher resolution so the downscale leaves gray edges, as in real crops.
-        binarize = rng.random() < cfg.binarize_prob
+        binarize = _chance(rng, cfg.binarize_prob, "binarize", applied)
         size, f = px, 1.0
         if binarize or rng.random() < cfg.supersample_prob:
             sizes = [s for s in _HI_SIZES if 1.4 <= s / px <= 3.2]  # few sizes: small glyph caches
@@ -395,17 +404,18 @@ class TextRenderer:
                 size = rng.choice(sizes)
                 f = size / px
         glyphs = _glyphs(self._pick_font(text, rng), size)
-        mask, band = self._typeset(text, glyphs, rng)
+        mask, band = self._typeset(text, glyphs, rng, applied)
         # Marks below the baseline that a clipped bottom turns into others ('_' into nothing, ',' into '.');
         # an underline would hide or fake an underscore.
         keep_bottom = any(c in text for c in "_,;")
-        cover = self._ink(self._crop(mask, band, f, rng, g, keep_bottom), f, rng, no_underline="_" in text)
-        return self._scan(cover, f, binarize, rng, g)
+        cover = self._ink(self._crop(mask, band, f, rng, g, keep_bottom, applied), f, rng, "_" in text, applied)
+        return self._scan(cover, f, binarize, rng, g, applied)
 
-    def _typeset(self, text: str, glyphs: _Glyphs, rng: random.Random) -> tuple[Image.Image, tuple[int, int]]:
+    def _typeset(self, text: str, glyphs: _Glyphs, rng: random.Random,
+                 applied: list[str] | None) -> tuple[Image.Image, tuple[int, int]]:
         """Ink mask of `text`, maybe rotated and sheared, and the rows of its cap height and baseline."""
         cfg, cut, gap = self.config, -1, 0.0
-        if " " in text and rng.random() < cfg.wide_space_prob:  # receipt-style column gap
+        if " " in text and _chance(rng, cfg.wide_space_prob, "wide_space", applied):  # receipt-style column gap
             cut = text.rindex(" ") if rng.random() < 0.6 else rng.choice([i for i, c in enumerate(text) if c == " "])
             gap = glyphs[" "][3] * rng.uniform(1, 8)
         placed, x = [], 0.0
@@ -421,7 +431,7 @@ class TextRenderer:
         w = max(p[1] + p[0].shape[1] for p in placed) - l
         h = max(p[2] + p[0].shape[0] for p in placed) - t
         angle = shear = 0.0
-        if rng.random() < cfg.rotate_prob:  # long lines turn less, else the box would be mostly paper
+        if _chance(rng, cfg.rotate_prob, "rotate", applied):  # long lines turn less, else the box would be mostly paper
             angle = math.radians(rng.uniform(-1, 1) * min(cfg.max_angle, math.degrees(math.atan(0.3 * h / max(w, 1)))))
             shear = math.tan(math.radians(rng.uniform(-cfg.max_angle, cfg.max_angle)))
         pad = int(abs(math.sin(angle)) * w / 2 + abs(shear) * h) + 2  # room to turn; margins come from crop()
@@ -438,7 +448,7 @@ class TextRenderer:
         return mask, (pad - t + cap[2], pad - t + cap[2] + cap[0].shape[0])
 
     def _crop(self, mask: Image.Image, band: tuple[int, int], f: float, rng: random.Random, g,
-              keep_bottom: bool = False) -> np.ndarray:
+              keep_bottom: bool, applied: list[str] | None) -> np.ndarray:
         """Cut the word box out of `mask`: ink coverage in 0..1 as float32.
 
         Like hand-drawn FUNSD boxes: mostly tight, often touching or slightly
@@ -450,7 +460,7 @@ class TextRenderer:
         if len(cols) == 0:
             cols, rows = np.array([0, mask.width - 1]), np.array(band)
         x0, x1, y0, y1 = cols[0], cols[-1] + 1, rows[0], rows[-1] + 1
-        if rng.random() < self.config.band_prob:  # descenders are often clipped then
+        if _chance(rng, self.config.band_prob, "band", applied):  # descenders are often clipped then
             clip = rng.uniform(0.3, 1.0)
             y0, y1 = min(y0, band[0]), y1 if keep_bottom else max(band[1], band[1] + round((y1 - band[1]) * clip))
         tight = rng.random() < self.config.tight_prob
@@ -466,16 +476,17 @@ class TextRenderer:
         box[2], box[3] = max(box[2], box[0] + math.ceil(2 * f)), max(box[3], box[1] + math.ceil(4 * f))  # '.', '|'
         return np.asarray(mask.crop(box), dtype=np.float32) * (1 / 255)  # crop() pads with 0 outside
 
-    def _ink(self, a: np.ndarray, f: float, rng: random.Random, no_underline: bool = False) -> np.ndarray:
+    def _ink(self, a: np.ndarray, f: float, rng: random.Random, no_underline: bool,
+             applied: list[str] | None) -> np.ndarray:
         """Stroke weight (bleed, starved ink) and form lines, on the coverage array."""
         cfg = self.config
-        if rng.random() < cfg.bleed_prob:
+        if _chance(rng, cfg.bleed_prob, "bleed", applied):
             thin = rng.random() < 0.3 and f >= 2  # eroding 1-px strokes at scan size would erase them
             # partial blend: a full 3x3 dilation at scan resolution fills the counters
             k = rng.uniform(0.2, 0.5) if thin else rng.uniform(0.3, 0.8) if f >= 2 else rng.uniform(0.2, 0.5)
             a += (_morph3(a, np.minimum if thin else np.maximum) - a) * k
         a **= math.exp(rng.uniform(-0.45, 0.3))  # scans mostly thicken strokes
-        if rng.random() < cfg.form_line_prob:  # underline, box edge or table rule in the crop
+        if _chance(rng, cfg.form_line_prob, "form_line", applied):  # underline, box edge or table rule in the crop
             H, W = a.shape
             k, th = rng.random(), max(1, round(rng.uniform(0.8, 2.2) * f))
             if k < 0.5:
@@ -493,17 +504,19 @@ class TextRenderer:
                 a[:, :th] = 1.0
         return a
 
-    def _scan(self, a: np.ndarray, f: float, binarize: bool, rng: random.Random, g) -> Image.Image:
+    def _scan(self, a: np.ndarray, f: float, binarize: bool, rng: random.Random, g,
+              applied: list[str] | None) -> Image.Image:
         """Ink on paper, then scanner and compression artefacts; downscales by `f` to scan size."""
         cfg, (H, W) = self.config, a.shape
-        paper = 255.0 if rng.random() >= cfg.gray_paper_prob else rng.uniform(190, 245)
-        ink = rng.uniform(0, 30) if rng.random() >= cfg.low_contrast_prob else paper - rng.uniform(80, 150)
+        paper = rng.uniform(190, 245) if _chance(rng, cfg.gray_paper_prob, "gray_paper", applied) else 255.0
+        ink = paper - rng.uniform(80, 150) if _chance(rng, cfg.low_contrast_prob, "low_contrast", applied) \
+            else rng.uniform(0, 30)
         bg = np.float32(paper)
-        if rng.random() < cfg.uneven_prob:  # stains and shading: a smooth low-resolution field
+        if _chance(rng, cfg.uneven_prob, "uneven", applied):  # stains and shading: a smooth low-resolution field
             blot = Image.fromarray(g.uniform(0, 1, (2, 3)).astype(np.float32)).resize((W, H), Image.BILINEAR)
             bg = paper - rng.uniform(10, 35) * np.asarray(blot)
         out = Image.fromarray(np.clip(bg - (bg - ink) * a, 0, 255).astype(np.uint8))
-        if rng.random() < cfg.blur_prob:
+        if _chance(rng, cfg.blur_prob, "blur", applied):
             out = out.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.8) * f))
         if binarize:  # thresholded scan: ragged, broken or filled strokes
             v = np.asarray(out, dtype=np.float32)
@@ -513,39 +526,43 @@ class TextRenderer:
                                   .astype(np.uint8))
         if f > 1:
             out = out.resize((max(2, round(W / f)), max(2, round(H / f))), rng.choice([Image.BOX, Image.BILINEAR]))
-        if rng.random() < cfg.dither_prob:  # halftone look
+        if _chance(rng, cfg.dither_prob, "dither", applied):  # halftone look
             out = out.convert("1").convert("L")
         v = None
-        if rng.random() < cfg.noise_prob:
+        if _chance(rng, cfg.noise_prob, "noise", applied):
             v = np.asarray(out, dtype=np.float32) + g.normal(0, rng.uniform(2, 12), (out.height, out.width))
-        if rng.random() < cfg.speckle_prob:  # salt and pepper
+        if _chance(rng, cfg.speckle_prob, "speckle", applied):  # salt and pepper
             v = np.asarray(out, dtype=np.float32) if v is None else v
             u, d = g.random(v.shape), rng.uniform(0.002, 0.02)
             v[u < d / 2] = ink
             v[u > 1 - d / 2] = paper
         if v is not None:
             out = Image.fromarray(np.clip(v, 0, 255).astype(np.uint8))
-        if rng.random() < cfg.jpeg_prob:
+        if _chance(rng, cfg.jpeg_prob, "jpeg", applied):
             buf = io.BytesIO()
             out.save(buf, "JPEG", quality=rng.randint(15, 70))
             out = Image.open(io.BytesIO(buf.getvalue())).convert("L")
-        if rng.random() < cfg.invert_prob:
+        if _chance(rng, cfg.invert_prob, "invert", applied):
             out = Image.eval(out, lambda p: 255 - p)
         return out
 
 
 # ---- contact sheet ---------------------------------------------------------------
 def render_parquet(path: str, n: int, seed: int, config: SynthConfig = SynthConfig()) -> None:
-    """Write n rendered crops as Parquet: id, image (PNG bytes), truth. A fixed seed gives a fixed test set."""
+    """Write n rendered crops as Parquet: id, image (PNG bytes), truth, degradations (the names drawn).
+
+    A fixed seed gives a fixed test set.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     renderer, rng, rows = TextRenderer(config), random.Random(seed), []
     for i in range(n):
-        img, text = renderer.sample(rng)
+        applied: list[str] = []
+        img, text = renderer.sample(rng, applied)
         buf = io.BytesIO()
         img.save(buf, "PNG")
-        rows.append({"id": f"synth-{seed}-{i:06d}", "image": buf.getvalue(), "truth": text})
+        rows.append({"id": f"synth-{seed}-{i:06d}", "image": buf.getvalue(), "truth": text, "degradations": applied})
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows), path)
 

@@ -4,7 +4,8 @@
     python -m jobs.evaluate --input ../shared/data/funsd_train_words.parquet --holdout-docs 0.1
 
 Prints and writes <output>/report.json: exact / case-insensitive / letters-and-digits accuracy,
-CER, accuracy by label length, the commonest character confusions and the worst examples.
+CER, accuracy by label length (and, on a synthetic set, by degradation: "none" is a crop with nothing
+but a cap-height box), the commonest character confusions and the worst examples.
 Labels outside the model's charset (after normalisation) are reported and scored as they are.
 """
 
@@ -27,7 +28,9 @@ from crnn.metrics import confusions, text_metrics
 from crnn.synth import render_parquet
 from pipeline.errors import UserError
 from pipeline.predict import OUTPUT_COLUMNS
+from pipeline.read import find_source
 from pipeline.run import OcrOptions, run_ocr
+from pipeline.storage import Storage
 
 
 def report(df: pd.DataFrame, label: str, worst: int = 25) -> dict:
@@ -40,6 +43,14 @@ def report(df: pd.DataFrame, label: str, worst: int = 25) -> dict:
         if sel.any():
             by_len[f"{lo}-{hi}" if hi < 1000 else f"{lo}+"] = text_metrics(
                 [p for p, s in zip(preds, sel) if s], [t for t, s in zip(labels, sel) if s])
+    by_degradation = {}
+    if "degradations" in df.columns:  # synthetic test sets name what the renderer did to each crop
+        applied = [set(d) if d is not None else set() for d in df["degradations"]]
+        for name in sorted(set().union(*applied)):
+            by_degradation[name] = text_metrics([p for p, a in zip(preds, applied) if name in a],
+                                                [t for t, a in zip(labels, applied) if name in a])
+        by_degradation["none"] = text_metrics([p for p, a in zip(preds, applied) if not a - {"band"}],
+                                              [t for t, a in zip(labels, applied) if not a - {"band"}])
     dist = [Levenshtein.distance(p, t) for p, t in zip(preds, labels)]
     order = sorted(range(len(dist)), key=lambda i: -dist[i])
     charset = Charset()
@@ -48,6 +59,7 @@ def report(df: pd.DataFrame, label: str, worst: int = 25) -> dict:
         "outside_charset": int(sum(not charset.can_encode(t) for t in labels)),
         "errors": int(df["error"].notna().sum()),
         "by_label_length": by_len,
+        **({"by_degradation": by_degradation} if by_degradation else {}),
         "confusions": [{"label": a, "predicted": b, "count": c} for a, b, c in confusions(preds, labels)],
         "worst": [{"label": labels[i], "predicted": preds[i], "score": float(df["score"].iloc[i])}
                   for i in order[:worst]],
@@ -90,13 +102,15 @@ def main(argv=None) -> int:
             mask = split_by_doc(table[args.doc_column].to_pylist(), args.holdout_docs)
             source = str(out / "holdout.parquet")
             pq.write_table(table.filter(mask), source)
+        # A missing label column is found before the OCR, not after it has read every crop.
+        columns = find_source(Storage(source), "parquet", args.image_column).columns
+        if args.label_column not in columns:
+            raise UserError(f"label column {args.label_column!r} not in {args.input!r}; columns are: "
+                            f"{', '.join(columns)} (pass --label-column)")
         summary = run_ocr(OcrOptions(input=source, output=str(out / "ocr"), model=args.model,
                                      image_column=args.image_column, decoder=args.decoder))
         df = pd.read_parquet(out / "ocr")
         label = args.label_column + "_input" if args.label_column in OUTPUT_COLUMNS else args.label_column
-        if label not in df.columns:
-            raise UserError(f"label column {args.label_column!r} not in the input; columns are: "
-                            f"{', '.join(c for c in df.columns if c not in OUTPUT_COLUMNS)}")
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -108,6 +122,9 @@ def main(argv=None) -> int:
           f"letters+digits {o['alnum_only']:.4f}  CER {o['cer']:.4f}")
     for k, v in rep["by_label_length"].items():
         print(f"  length {k:>6s}: n={v['n']:5d} exact {v['exact']:.4f} CER {v['cer']:.4f}")
+    if "by_degradation" in rep:
+        print("  exact by degradation (crops):", ", ".join(
+            f"{k} {v['exact']:.3f} ({v['n']})" for k, v in sorted(rep["by_degradation"].items(), key=lambda kv: kv[1]["exact"])))
     print("commonest confusions (label -> predicted):",
           ", ".join(f"{c['label']!r}->{c['predicted']!r} x{c['count']}" for c in rep["confusions"][:10]))
     print(f"report: {out / 'report.json'}")
