@@ -460,7 +460,7 @@ class TextRenderer:
         if len(cols) == 0:
             cols, rows = np.array([0, mask.width - 1]), np.array(band)
         x0, x1, y0, y1 = cols[0], cols[-1] + 1, rows[0], rows[-1] + 1
-        if _chance(rng, self.config.band_prob, "band", applied):  # descenders are often clipped then
+        if rng.random() < self.config.band_prob:  # descenders are often clipped then
             clip = rng.uniform(0.3, 1.0)  # drawn even when unused, so a seed gives the same stream as before
             y0, y1 = min(y0, band[0]), y1 if keep_bottom else max(band[1], band[1] + round((y1 - band[1]) * clip))
         tight = rng.random() < self.config.tight_prob

@@ -4,8 +4,7 @@
     python -m jobs.evaluate --input ../shared/data/funsd_train_words.parquet --holdout-docs 0.1
 
 Prints and writes <output>/report.json: exact / case-insensitive / letters-and-digits accuracy,
-CER, accuracy by label length (and, on a synthetic set, by degradation: "none" is a crop with nothing
-but a cap-height box), the commonest character confusions and the worst examples.
+CER, accuracy by label length (and, on a synthetic set, by degradation), the commonest character confusions and the worst examples.
 Labels outside the model's charset (after normalisation) are reported and scored as they are.
 """
 
@@ -36,21 +35,21 @@ from pipeline.storage import Storage
 def report(df: pd.DataFrame, label: str, worst: int = 25) -> dict:
     """Metrics over a DataFrame holding `text` (prediction) and the label column."""
     preds, labels = df["text"].fillna("").tolist(), df[label].map(normalize).tolist()
+
+    def where(selected) -> dict:
+        return text_metrics([p for p, s in zip(preds, selected) if s], [t for t, s in zip(labels, selected) if s])
+
     by_len = {}
     lengths = df[label].str.len()
     for lo, hi in [(1, 1), (2, 3), (4, 6), (7, 10), (11, 20), (21, 1000)]:
         sel = ((lengths >= lo) & (lengths <= hi)).to_numpy()
         if sel.any():
-            by_len[f"{lo}-{hi}" if hi < 1000 else f"{lo}+"] = text_metrics(
-                [p for p, s in zip(preds, sel) if s], [t for t, s in zip(labels, sel) if s])
+            by_len[f"{lo}-{hi}" if hi < 1000 else f"{lo}+"] = where(sel)
     by_degradation = {}
     if "degradations" in df.columns:  # synthetic test sets name what the renderer did to each crop
         applied = [set(d) if d is not None else set() for d in df["degradations"]]
-        for name in sorted(set().union(*applied)):
-            by_degradation[name] = text_metrics([p for p, a in zip(preds, applied) if name in a],
-                                                [t for t, a in zip(labels, applied) if name in a])
-        by_degradation["none"] = text_metrics([p for p, a in zip(preds, applied) if not a - {"band"}],
-                                              [t for t, a in zip(labels, applied) if not a - {"band"}])
+        by_degradation = {name: where([name in a for a in applied]) for name in sorted(set().union(*applied))}
+        by_degradation["none"] = where([not a for a in applied])
     dist = [Levenshtein.distance(p, t) for p, t in zip(preds, labels)]
     order = sorted(range(len(dist)), key=lambda i: -dist[i])
     charset = Charset()
