@@ -61,7 +61,7 @@ def test_reads_held_out_scanned_forms(recognizer):
     labels = [normalize(x) for x in held_out["text"].to_pylist()]
     results = recognizer.recognize(images)
     m = text_metrics([r[0] for r in results], labels)
-    assert m["exact"] >= 0.90 and m["cer"] <= 0.03, m  # these 400: 0.953, 0.0101; all 1,258 held out: 0.917, 0.0237
+    assert m["exact"] >= 0.90 and m["cer"] <= 0.03, m  # these 400 (2026.11.24.6): 0.953, 0.0101; all 1,258 held out: 0.919, 0.0232
     right = [s for (p, s), y in zip(results, labels) if p == y]
     wrong = [s for (p, s), y in zip(results, labels) if p != y]
     assert sum(right) / len(right) > sum(wrong) / len(wrong)  # the score means something
