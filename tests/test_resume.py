@@ -33,6 +33,17 @@ def _images(folder: Path, n: int) -> set[str]:
     return {str(folder / f"c{i:04d}.png") for i in range(n)}
 
 
+def _complete_parts(staging: Path) -> dict[str, int]:
+    """Rows of each staged part that is whole; a part caught mid-write by the kill is left out (resume redoes it)."""
+    parts = {}
+    for p in staging.glob("*.parquet"):
+        try:
+            parts[p.name] = pq.read_metadata(p).num_rows
+        except (pa.ArrowInvalid, OSError):
+            pass
+    return parts
+
+
 def test_resume_after_kill(ray_local, small_model, tmp_path, capsys):
     """`python -m jobs.ocr` SIGKILLed (its whole process group) once it has staged a part, then resumed."""
     ids = _images(tmp_path / "in", 600)
@@ -44,14 +55,14 @@ def test_resume_after_kill(ray_local, small_model, tmp_path, capsys):
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 180
-        while not list((out / "_staging").glob("*.parquet")):
+        while not _complete_parts(out / "_staging"):  # a whole part, not just a file being written
             assert job.poll() is None and time.time() < deadline, "the job ended or stalled before staging a part"
             time.sleep(0.02)
         os.killpg(job.pid, signal.SIGKILL)
     finally:
         kill_session(job.pid)                      # its Ray too: workers run in their own process groups
         job.wait()
-    staged = {p.name: pq.read_metadata(p).num_rows for p in (out / "_staging").glob("*.parquet")}
+    staged = _complete_parts(out / "_staging")
     assert staged and not (out / "_SUCCESS").exists()
 
     assert ocr_main(args + ["--resume"]) == 0
