@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -10,17 +13,19 @@ from PIL import Image
 
 from crnn import Recognizer
 from crnn.checkpoint import load_checkpoint
+from crnn.data import split_by_doc
 from jobs.train import main as train_main
 from tests.conftest import crop_bytes
 
 WORDS = ["Invoice", "TOTAL", "42.50", "Date:", "to", "Smith", "No.", "(212)"]
+FORMS = [f"form{d}" for d in range(10)]
 
 
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory) -> str:
     """Labelled crops from 10 'forms', in the layout of ../shared/data/funsd_train_words.parquet."""
-    rows = [{"id": f"f{d}-{i}", "image": crop_bytes(w), "text": w, "doc_id": f"form{d}"}
-            for d in range(10) for i, w in enumerate(WORDS)]
+    rows = [{"id": f"{form}-{i}", "image": crop_bytes(w), "text": w, "doc_id": form}
+            for form in FORMS for i, w in enumerate(WORDS)]
     path = tmp_path_factory.mktemp("real") / "words.parquet"
     pq.write_table(pa.Table.from_pylist(rows), path)
     return str(path)
@@ -32,26 +37,33 @@ def _train(out, labelled, *extra: str) -> None:
                 "--threads", "1", "--warmup", "2", "--version", "test.1", *extra])
 
 
-def test_training_writes_checkpoints_the_recognizer_loads(tmp_path, labelled):
-    _train(tmp_path, labelled, "--steps", "4", "--eval-every", "2")
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, labelled) -> Path:
+    """A 4-step run evaluated at steps 2 and 4 (shared: a test that trains on copies it first)."""
+    out = tmp_path_factory.mktemp("run")
+    _train(out, labelled, "--steps", "4", "--eval-every", "2")
+    return out
 
+
+def test_training_writes_checkpoints_the_recognizer_loads(trained):
     for name in ("best.pt", "last.pt", "best.state.pt", "last.state.pt"):
-        assert (tmp_path / name).is_file(), name
-    _, _, meta = load_checkpoint(tmp_path / "last.pt")
+        assert (trained / name).is_file(), name
+    _, _, meta = load_checkpoint(trained / "last.pt")
     assert meta["version"] == "test.1" and meta["training"]["steps"] == 4
     assert meta["training"]["samples"] == 4 * 8
     val = meta["training"]["validation"]
-    # whole forms are held out: 0.2 of 10 forms by a stable hash, never a share of one form's crops
-    assert val["real"]["n"] % len(WORDS) == 0 and 0 < val["real"]["n"] < 10 * len(WORDS)
+    # whole forms are held out (0.2 of them, by a stable hash), never a share of one form's crops
+    held_out_forms = int(split_by_doc(FORMS, 0.2).sum())
+    assert 0 < held_out_forms < len(FORMS) and val["real"]["n"] == held_out_forms * len(WORDS)
     assert val["synthetic"]["n"] == 16 and val["samples_per_s"] > 0
 
-    rec = Recognizer.load(tmp_path / "last.pt", precision="fp32")
+    rec = Recognizer.load(trained / "last.pt", precision="fp32")
     (text, score), = rec.recognize([Image.new("L", (60, 20), 255)])
     assert isinstance(text, str) and 0.0 <= score <= 1.0
 
 
-def test_resume_continues_from_the_last_evaluation(tmp_path, labelled):
-    _train(tmp_path, labelled, "--steps", "4", "--eval-every", "2")
+def test_resume_continues_from_the_last_evaluation(tmp_path, trained, labelled):
+    shutil.copytree(trained, tmp_path, dirs_exist_ok=True)
     _train(tmp_path, labelled, "--steps", "6", "--eval-every", "2", "--resume", str(tmp_path / "last.pt"))
 
     _, _, meta = load_checkpoint(tmp_path / "last.pt")
