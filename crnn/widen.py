@@ -14,7 +14,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from crnn.model import CRNN, CRNNConfig
+from crnn.model import CRNN
 
 
 def _units(n: int) -> torch.Tensor:
@@ -83,7 +83,7 @@ def widen(model: CRNN, channels: tuple[int, ...], lstm_hidden: int) -> CRNN:
             _embed(new, old, rows, _units(h_old))
         else:  # weight_ih: layer 0 reads the CNN's channels, later layers both directions below
             _embed(new, old, rows, cin if name.startswith("weight_ih_l0") else _both_directions(h_old, h_new))
-    _embed(wide.head.weight, model.head.weight, _units(old_cfg.num_classes), _both_directions(h_old, h_new))
-    with torch.no_grad():
-        wide.head.bias.copy_(model.head.bias)
+    classes = _units(old_cfg.num_classes)
+    _embed(wide.head.weight, model.head.weight, classes, _both_directions(h_old, h_new))
+    _embed(wide.head.bias, model.head.bias, classes)
     return wide.train(model.training)

@@ -19,18 +19,24 @@ from crnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from crnn.widen import widen
 
 
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(c) for c in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, found {text!r}") from None
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="widen", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="a checkpoint written by jobs.train (or the shipped default)")
-    p.add_argument("--channels", required=True, help="7 comma-separated conv widths, e.g. 48,96,192,192,384,384,384")
+    p.add_argument("--channels", type=_widths, required=True, help="7 comma-separated conv widths, e.g. 48,96,192,192,384,384,384")
     p.add_argument("--lstm-hidden", type=int, required=True, help="LSTM width per direction")
     p.add_argument("--out", required=True, help="where to write the widened checkpoint")
     p.add_argument("--version", required=True, help="version recorded in the widened checkpoint")
     args = p.parse_args(argv)
     try:
         model, charset, meta = load_checkpoint(args.checkpoint)
-        channels = tuple(int(c) for c in args.channels.split(","))
-        wide = widen(model, channels, args.lstm_hidden).eval()
+        wide = widen(model, args.channels, args.lstm_hidden).eval()
     except (CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -43,7 +49,7 @@ def main(argv=None) -> int:
     training = dict(meta["training"], widened_from=f"{meta['name']}:{meta['version']}")
     save_checkpoint(args.out, wide, charset, name=meta["name"], version=args.version, training=training)
     params = sum(t.numel() for t in wide.parameters())
-    print(f"{args.out}: {meta['name']} {args.version}, {params / 1e6:.2f}M parameters (channels {list(channels)}, "
+    print(f"{args.out}: {meta['name']} {args.version}, {params / 1e6:.2f}M parameters (channels {list(args.channels)}, "
           f"LSTM {args.lstm_hidden}), logits within {change:.1g} of {meta['version']}")
     return 0
 

@@ -42,7 +42,8 @@ def test_new_units_learn(trained_like):
     old_h, new_h = TINY.lstm_hidden, WIDER["lstm_hidden"]
     assert wide.head.weight.grad[:, old_h:new_h].abs().sum() > 0            # from new forward units
     last_conv = [m for m in wide.cnn if isinstance(m, torch.nn.Conv2d)][-1]
-    assert last_conv.weight.grad[:, TINY.channels[5]:].abs().sum() == 0     # channel 5 was not widened
+    assert last_conv.weight.grad[:TINY.channels[6]].abs().sum() > 0         # old units train on
+    assert last_conv.weight.grad[TINY.channels[6]:].abs().sum() == 0        # new ones once their outgoing weights grow
     assert wide.rnn.weight_ih_l0.grad[:, TINY.channels[6]:].abs().sum() > 0  # from new conv channels
 
 
