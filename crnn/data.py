@@ -15,6 +15,10 @@ from PIL import Image
 from crnn.charset import Charset, normalize
 from crnn.image import ImageSpec, is_tall, normalize_crop, pad_batch
 
+# Training squeezes crops wider than 1,024 (after resizing to height 32), as every shipped model was
+# trained: it keeps a batch of 64 long lines near 1 GB, and old training commands replay exactly.
+TRAINING_SPEC = ImageSpec(max_width=1024)
+
 
 def split_by_doc(doc_ids, val_fraction: float = 0.1) -> np.ndarray:
     """Boolean mask of validation rows: whole documents, chosen by a stable hash of the doc id."""
@@ -45,7 +49,7 @@ class RealCrops:
     pipeline reads it (`crnn.image.turned_crop`): read sideways, its label would only be noise.
     """
 
-    def __init__(self, images, texts, charset: Charset, spec: ImageSpec = ImageSpec()):
+    def __init__(self, images, texts, charset: Charset, spec: ImageSpec = TRAINING_SPEC):
         keep = [i for i, t in enumerate(texts) if t and charset.can_encode(t)]
         self.texts = [normalize(texts[i]) for i in keep]
         self.images = [self._upright(Image.open(io.BytesIO(images[i])).convert("L"), text, spec)
@@ -79,7 +83,7 @@ class CropStream(torch.utils.data.IterableDataset):
     """
 
     def __init__(self, charset: Charset, batch_size: int, seed: int, real: RealCrops | None = None,
-                 real_fraction: float = 0.5, renderer=None, pool_batches: int = 8, spec: ImageSpec = ImageSpec(),
+                 real_fraction: float = 0.5, renderer=None, pool_batches: int = 8, spec: ImageSpec = TRAINING_SPEC,
                  narrow_prob: float = 0.0):
         self.charset, self.batch_size, self.seed, self.narrow_prob = charset, batch_size, seed, narrow_prob
         self.real, self.renderer, self.spec = real, renderer, spec

@@ -25,7 +25,7 @@ HEIGHT = 32
 class ImageSpec:
     height: int = HEIGHT
     min_width: int = 16
-    max_width: int = 1024
+    max_width: int = 4096         # wider crops are squeezed; lines of ~250 characters at 16 px each fit
     max_pixels: int = 40_000_000  # larger "crops" are refused before decoding: decompression bombs
     vertical_ratio: float = 2.0   # height / width from which a crop is also read turned; 0 turns none
 

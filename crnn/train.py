@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from crnn.charset import Charset
 from crnn.checkpoint import load_checkpoint, save_checkpoint
-from crnn.data import CropStream, RealCrops, Sample, read_labelled, split_by_doc
+from crnn.data import TRAINING_SPEC, CropStream, RealCrops, Sample, read_labelled, split_by_doc
 from crnn.decoding import greedy_decode
 from crnn.image import normalize_crop, pad_batch
 from crnn.metrics import text_metrics
@@ -101,7 +101,7 @@ def train(cfg: TrainConfig) -> Path:
         val_synth = []
         for _ in range(cfg.synth_val):
             img, text = renderer.sample(rng)
-            val_synth.append(Sample(normalize_crop(img), text))
+            val_synth.append(Sample(normalize_crop(img, TRAINING_SPEC), text))
 
     arch = CRNNConfig.small(num_classes=charset.num_classes) if cfg.arch == "small" else CRNNConfig(num_classes=charset.num_classes)
     model = CRNN(arch)

@@ -32,7 +32,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["bf16", "fp16", "fp32"], help="autocast precision (default bf16)")
     p.add_argument("--decoder", choices=["greedy", "beam"], default="greedy")
     p.add_argument("--max-width", type=int, default=OcrOptions.max_width,
-                   help="widest crop after resizing to height 32")
+                   help="widest crop after resizing to height 32; wider ones are squeezed to it")
     p.add_argument("--vertical-ratio", type=float, default=OcrOptions.vertical_ratio,
                    help="crops at least this many times taller than wide are also read turned a quarter "
                         "(vertical text, top to bottom); 0 turns none")

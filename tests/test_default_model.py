@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw, ImageFont
 from crnn import Recognizer
 from crnn.charset import normalize
 from crnn.data import split_by_doc
-from crnn.image import ImageSpec
+from crnn.image import ImageSpec, normalize_crop, pad_batch
 from crnn.metrics import text_metrics
 from pipeline import OcrOptions, run_ocr
 from tests.conftest import encode
@@ -52,6 +52,21 @@ def test_reads_clean_printed_words(recognizer):
     m = text_metrics(preds, WORDS)
     assert m["case_insensitive"] >= 0.7, list(zip(WORDS, preds))
     assert m["cer"] <= 0.1
+
+
+def test_wide_batches_run_in_several_passes_that_read_alike():
+    font = ImageFont.truetype("DejaVuSans.ttf", 20)
+    lines = [" ".join(WORDS[i:i + 9]) for i in range(5)]
+    batch, widths = pad_batch([normalize_crop(_render(t, font)) for t in lines])
+    split = Recognizer.load(precision="fp32", max_columns=2 * batch.shape[2])
+    whole = Recognizer.load(precision="fp32", max_columns=10**9)
+    passes = []
+    split.model.register_forward_hook(lambda module, args, out: passes.append(args[0].shape[0]))
+    a, b = split.predict_padded(batch, widths), whole.predict_padded(batch, widths)
+    assert passes == [2, 2, 1]
+    assert [t for t, _ in a] == [t for t, _ in b]
+    assert [s for _, s in a] == pytest.approx([s for _, s in b], abs=1e-4)
+    assert text_metrics([t for t, _ in a], lines)["cer"] <= 0.1
 
 
 def test_reads_held_out_scanned_forms(recognizer):

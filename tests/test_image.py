@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from crnn.data import TRAINING_SPEC
 from crnn.image import ImageSpec, decode_image, normalize_crop, pad_batch, prefer_turned, to_gray, turned_crop
 
 
@@ -182,10 +183,12 @@ def test_normalize_keeps_aspect_ratio():
     assert normalize_crop(Image.new("RGB", (100, 64), "white")).shape == (32, 50)
 
 
-def test_normalize_squeezes_very_wide_crops():
-    img = Image.new("L", (1000, 10), 255)     # would be 3200 wide
-    assert normalize_crop(img).shape == (32, 1024)
-    assert normalize_crop(img, ImageSpec(max_width=64)).shape == (32, 64)
+def test_long_lines_keep_their_proportions_and_only_very_wide_crops_are_squeezed():
+    line = Image.new("L", (1000, 10), 255)    # 3200 wide at height 32: a line of ~200 characters
+    assert normalize_crop(line).shape == (32, 3200)
+    assert normalize_crop(Image.new("L", (2000, 10), 255)).shape == (32, 4096)
+    assert normalize_crop(line, ImageSpec(max_width=64)).shape == (32, 64)
+    assert normalize_crop(line, TRAINING_SPEC).shape == (32, 1024)  # as the shipped models were trained
 
 
 def _text_crop(ink: int, paper: int) -> Image.Image:
