@@ -16,7 +16,7 @@ from crnn.charset import Charset, normalize
 from crnn.image import ImageSpec, is_tall, normalize_crop, pad_batch
 
 # Training squeezes crops wider than 1,024 (after resizing to height 32), as every shipped model was
-# trained: it keeps a batch of 64 long lines near 1 GB, and old training commands replay exactly.
+# trained, so old training commands replay exactly; inference (ImageSpec's default) squeezes beyond 4,096.
 TRAINING_SPEC = ImageSpec(max_width=1024)
 
 

@@ -73,7 +73,8 @@ class Recognizer:
         """
         rows = max(1, self.max_columns // max(batch.shape[2], 1))
         if len(batch) > rows:
-            return [r for i in range(0, len(batch), rows) for r in self.predict_padded(batch[i:i + rows], widths[i:i + rows])]
+            return [r for i in range(0, len(batch), rows)
+                    for r in self.predict_padded(batch[i:i + rows], widths[i:i + rows])]
         x = torch.from_numpy(batch).to(self.device, non_blocking=True)
         x = self.model.prepare(x).contiguous(memory_format=torch.channels_last)
         with self._autocast():
