@@ -8,12 +8,13 @@ not kept). The label is the words' labels joined by single spaces, as the model 
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+
+from crnn.image import decode_image, to_gray
 
 
 @dataclass
@@ -52,7 +53,7 @@ def _background(crops: list[np.ndarray]) -> int:
 
 def paste_line(line: list[Word]) -> Image.Image:
     """The line's words pasted at their page positions on a canvas of the paper's gray."""
-    crops = [np.asarray(Image.open(io.BytesIO(w.image)).convert("L")) for w in line]
+    crops = [np.asarray(to_gray(decode_image(w.image))) for w in line]
     left, top = min(w.box[0] for w in line), min(w.box[1] for w in line)
     right = max(w.box[0] + c.shape[1] for w, c in zip(line, crops))
     bottom = max(w.box[1] + c.shape[0] for w, c in zip(line, crops))

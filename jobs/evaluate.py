@@ -3,7 +3,7 @@
     python -m jobs.evaluate --input labelled.parquet --label-column text --output eval/ [--model m.pt]
     python -m jobs.evaluate --input ../shared/data/funsd_train_words.parquet --holdout-docs 0.1
 
-Prints and writes <output>/report.json: exact / case-insensitive / letters-and-digits accuracy,
+Prints and writes <output>/report.json: exact / case-insensitive / letters-and-digits / spaces-ignored accuracy,
 CER, accuracy by label length (and, on a synthetic set, by degradation), the commonest character confusions and the worst examples.
 Labels outside the model's charset (after normalisation) are reported and scored as they are.
 """
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     o = rep["overall"]
     print(f"\n{rep['model']} on {o['n']} crops of {args.input}")
     print(f"exact {o['exact']:.4f}  case-insensitive {o['case_insensitive']:.4f}  "
-          f"letters+digits {o['alnum_only']:.4f}  CER {o['cer']:.4f}")
+          f"letters+digits {o['alnum_only']:.4f}  spaces ignored {o['ignore_spaces']:.4f}  CER {o['cer']:.4f}")
     for k, v in rep["by_label_length"].items():
         print(f"  length {k:>6s}: n={v['n']:5d} exact {v['exact']:.4f} CER {v['cer']:.4f}")
     if "by_degradation" in rep:

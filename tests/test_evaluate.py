@@ -3,6 +3,7 @@
 import json
 
 import pandas as pd
+import pytest
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -33,3 +34,10 @@ def test_missing_label_column_is_one_line(ray_local, tmp_path, capsys):
     assert evaluate_main(["--input", str(src), "--label-column", "truth", "--output", str(tmp_path / "ev")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'truth'" in err[0] and "label" in err[0]
+
+
+def test_metrics_can_ignore_spaces_that_word_labels_insert():
+    from crnn.metrics import text_metrics
+
+    m = text_metrics(["F.P.M. Roller", "Tota1 Due", "Net 30"], ["F. P. M. Roller", "Total Due", "Net 30"])
+    assert m["exact"] == pytest.approx(1 / 3) and m["ignore_spaces"] == pytest.approx(2 / 3)
