@@ -1,9 +1,11 @@
 """CTC decoding: per-frame class scores -> text and a confidence in [0, 1].
 
-Confidence (greedy): the lowest, over the crop's frames, of the winning class's
-probability (docTR's definition). A crop scores high only when every frame,
-blank frames included, was a clear decision, so one doubtful character (or a
-doubtful gap where a character may be missing) pulls the whole crop down.
+Confidence: the model's probability of the decoded text, summed over all its
+CTC alignments (what `nn.CTCLoss` computes), from either decoder. Not the best
+path alone, nor its weakest frame (docTR's definition, this project's until
+2026-11-24): a frame split between a character and the blank beside it is no
+doubt about the text, and counting it as one ranked right and wrong reads
+about half as well (MODEL.md, "Confidence").
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import math
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from crnn.charset import BLANK, Charset
 
@@ -26,14 +29,16 @@ def greedy_decode(logits: torch.Tensor, lengths: torch.Tensor | None, charset: C
     Returns:
         One (text, confidence) per crop.
     """
-    probs = logits.float().softmax(-1)
-    best_p, best = probs.max(-1)                                  # (T, B)
+    log_probs = logits.float().log_softmax(-1)
+    best = log_probs.argmax(-1)                                   # (T, B)
     T, B = best.shape
-    valid = torch.ones_like(best, dtype=torch.bool) if lengths is None else (
-        torch.arange(T, device=best.device)[:, None] < lengths.to(best.device)[None, :])
+    lengths = torch.full((B,), T, dtype=torch.long) if lengths is None else lengths.long().cpu()
+    valid = torch.arange(T, device=best.device)[:, None] < lengths.to(best.device)[None, :]
     prev = torch.cat([torch.full_like(best[:1], BLANK), best[:-1]])
     keep = (best != BLANK) & (best != prev) & valid              # collapse repeats, drop blanks
-    scores = best_p.masked_fill(~valid, 1.0).amin(0)
+    targets = best.T[keep.T]                                      # the decoded texts, concatenated
+    nll = F.ctc_loss(log_probs, targets, lengths, keep.sum(0).cpu(), blank=BLANK, reduction="none")
+    scores = (-nll).exp().clamp(0.0, 1.0)
     best, keep, scores = best.T.cpu().numpy(), keep.T.cpu().numpy(), scores.cpu().numpy()
     symbols = np.array(list(" " + charset.symbols))               # index 0 (blank) is never kept
     return [("".join(symbols[best[b][keep[b]]]), float(scores[b])) for b in range(B)]

@@ -1,4 +1,5 @@
-"""Recognition accuracy: exact / case-insensitive / letters-and-digits / spaces-ignored match, character error rate."""
+"""Recognition accuracy: exact / case-insensitive / letters-and-digits / spaces-ignored match, character error rate,
+and accuracy above confidence thresholds."""
 
 from __future__ import annotations
 
@@ -25,6 +26,22 @@ def text_metrics(predictions: list[str], labels: list[str]) -> dict[str, float]:
         "ignore_spaces": sum("".join(p.split()) == "".join(t.split()) for p, t in zip(predictions, labels)) / n,
         "cer": edits / max(sum(len(t) for t in labels), 1),
     }
+
+
+def accuracy_by_score(predictions: list[str], labels: list[str], scores: list[float],
+                      thresholds=(0.5, 0.8, 0.9, 0.95, 0.99)) -> list[dict[str, float]]:
+    """For each threshold: the share of crops scoring at least it (`kept`), their exact accuracy, and the
+    exact accuracy of the rest; how a user picks a `score` cut for review. Missing scores count as 0."""
+    rows = []
+    right = [p == t for p, t in zip(predictions, labels)]
+    scores = [s if s == s and s is not None else 0.0 for s in scores]  # NaN/None: failed crops
+    for th in thresholds:
+        kept = [r for r, s in zip(right, scores) if s >= th]
+        rest = [r for r, s in zip(right, scores) if s < th]
+        rows.append({"min_score": th, "kept": len(kept) / max(len(right), 1),
+                     "exact": sum(kept) / len(kept) if kept else float("nan"),
+                     "exact_below": sum(rest) / len(rest) if rest else float("nan")})
+    return rows
 
 
 def confusions(predictions: list[str], labels: list[str], top: int = 20) -> list[tuple[str, str, int]]:

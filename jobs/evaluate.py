@@ -4,7 +4,8 @@
     python -m jobs.evaluate --input ../shared/data/funsd_train_words.parquet --holdout-docs 0.1
 
 Prints and writes <output>/report.json: exact / case-insensitive / letters-and-digits / spaces-ignored accuracy,
-CER, accuracy by label length (and, on a synthetic set, by degradation), the commonest character confusions and the worst examples.
+CER, accuracy by label length (and, on a synthetic set, by degradation), exact accuracy above score
+thresholds, the commonest character confusions and the worst examples.
 Labels outside the model's charset (after normalisation) are reported and scored as they are.
 """
 
@@ -23,7 +24,7 @@ from rapidfuzz.distance import Levenshtein
 
 from crnn.charset import Charset, normalize
 from crnn.data import split_by_doc
-from crnn.metrics import confusions, text_metrics
+from crnn.metrics import accuracy_by_score, confusions, text_metrics
 from crnn.synth import render_parquet
 from pipeline.errors import UserError
 from pipeline.predict import OUTPUT_COLUMNS
@@ -59,6 +60,7 @@ def report(df: pd.DataFrame, label: str, worst: int = 25) -> dict:
         "errors": int(df["error"].notna().sum()),
         "by_label_length": by_len,
         **({"by_degradation": by_degradation} if by_degradation else {}),
+        "by_score": accuracy_by_score(preds, labels, df["score"].tolist()),
         "confusions": [{"label": a, "predicted": b, "count": c} for a, b, c in confusions(preds, labels)],
         "worst": [{"label": labels[i], "predicted": preds[i], "score": float(df["score"].iloc[i])}
                   for i in order[:worst]],
@@ -124,6 +126,8 @@ def main(argv=None) -> int:
     if "by_degradation" in rep:
         print("  exact by degradation (crops):", ", ".join(
             f"{k} {v['exact']:.3f} ({v['n']})" for k, v in sorted(rep["by_degradation"].items(), key=lambda kv: kv[1]["exact"])))
+    print("  by score (share of crops kept, exact among them / below):", ", ".join(
+        f">={r['min_score']}: {r['kept']:.3f} at {r['exact']:.3f} / {r['exact_below']:.3f}" for r in rep["by_score"]))
     print("commonest confusions (label -> predicted):",
           ", ".join(f"{c['label']!r}->{c['predicted']!r} x{c['count']}" for c in rep["confusions"][:10]))
     print(f"report: {out / 'report.json'}")

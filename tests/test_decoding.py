@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import pytest
@@ -38,34 +39,57 @@ def test_repeats_without_blank_collapse():
     assert greedy_decode(logits, None, CS)[0][0] == "hello"
 
 
-def test_all_blank_is_empty_with_min_blank_probability():
+def test_all_blank_is_empty_scored_by_the_blank_path():
     logits = frames([0, 0, 0], p=[0.9, 0.7, 0.8])[:, None, :]
     text, score = greedy_decode(logits, None, CS)[0]
     assert text == ""
-    assert score == pytest.approx(0.7, abs=1e-6)
+    assert score == pytest.approx(0.9 * 0.7 * 0.8, abs=1e-6)   # "" has a single alignment
 
 
-def test_confidence_is_min_over_frames_of_max_probability():
-    # h:0.95, blank:0.6, e:0.85, l:0.99 -> the doubtful blank frame decides.
-    logits = frames(ids("h-el"), p=[0.95, 0.6, 0.85, 0.99])[:, None, :]
-    text, score = greedy_decode(logits, None, CS)[0]
-    assert text == "hel"
-    assert score == pytest.approx(0.6, abs=1e-6)
+def test_confidence_sums_every_alignment_of_the_text():
+    # Charset "a": classes (blank, a). Frames: a .9 | a .55, blank .45 | blank .8, a .2 -> best path "aa-" = "a".
+    # The second frame is split between 'a' and the blank beside it, which is no doubt about the text:
+    # P("a") = a-- .324 + -a- .044 + --a .009 + aa- .396 + -aa .011 + aaa .099 = .883 (the weakest frame: .55).
+    cs = Charset("a")
+    logits = torch.tensor([[0.1, 0.9], [0.45, 0.55], [0.8, 0.2]]).log()[:, None, :]
+    assert greedy_decode(logits, None, cs)[0] == ("a", pytest.approx(0.883, abs=1e-5))
+    # A doubtful character is doubt about the text: a second 'a' as likely as the blank between them.
+    logits = torch.tensor([[0.1, 0.9], [0.55, 0.45], [0.1, 0.9]]).log()[:, None, :]
+    text, score = greedy_decode(logits, None, cs)[0]
+    # Best path a-a = "aa", its only alignment in 3 frames: .9 * .55 * .9 = .4455.
+    assert text == "aa" and score == pytest.approx(0.4455, abs=1e-5)
 
 
 def test_confidence_from_unnormalised_logits():
-    # Raw scores (not log-probs) over the 3 classes of Charset("ab"); softmax worked out by hand.
+    # Raw scores (not log-probs) over Charset("a"): softmax worked out by hand.
+    cs = Charset("a")
+    logits = torch.tensor([[[0.0, 2.0]], [[1.0, 0.0]]])
+    a1, b1 = math.e ** 2 / (1 + math.e ** 2), 1 / (1 + math.e ** 2)     # frame 1: 'a', blank
+    b2, a2 = math.e / (1 + math.e), 1 / (1 + math.e)                    # frame 2: blank, 'a'
+    text, score = greedy_decode(logits, None, cs)[0]
+    assert text == "a"
+    assert score == pytest.approx(a1 * b2 + b1 * a2 + a1 * a2, abs=1e-6)  # a-, -a, aa
+
+
+def _brute_force(probs: torch.Tensor, charset: Charset) -> dict[str, float]:
+    """P(text) for every text, by enumerating every path of a (T, C) probability table and collapsing it."""
+    totals: dict[str, float] = {}
+    for path in itertools.product(range(probs.shape[1]), repeat=probs.shape[0]):
+        text = charset.decode([c for i, c in enumerate(path) if c != 0 and (i == 0 or path[i - 1] != c)])
+        totals[text] = totals.get(text, 0.0) + math.prod(float(probs[t, c]) for t, c in enumerate(path))
+    return totals
+
+
+def test_confidence_is_the_probability_of_the_text_by_enumeration():
     cs = Charset("ab")
-    logits = torch.tensor([[[0.0, 2.0, 0.0]],                                    # 'a': e^2/(e^2+2) = 0.787
-                           [[7.0 + math.log(3), 7.0 + math.log(2), 7.0]],        # blank: 3/(3+2+1) = 0.5
-                           [[0.0, 0.0, 3.0]]])                                   # 'b': e^3/(e^3+2) = 0.909
-    text, score = greedy_decode(logits, None, cs)[0]
-    assert text == "ab"
-    assert score == pytest.approx(0.5, abs=1e-6)
-    logits[1, 0] = torch.tensor([5.0, 0.0, 0.0])   # now a confident blank (0.987): frame 0 decides
-    text, score = greedy_decode(logits, None, cs)[0]
-    assert text == "ab"
-    assert score == pytest.approx(math.e ** 2 / (math.e ** 2 + 2), abs=1e-6)
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 5, 3, generator=g, dtype=torch.float64) * 2    # 5 crops of up to 6 frames
+    lengths = torch.tensor([6, 1, 3, 4, 5])
+    out = greedy_decode(logits, lengths, cs)
+    for b, (text, score) in enumerate(out):
+        totals = _brute_force(logits[: lengths[b], b].softmax(-1), cs)     # padding frames do not count
+        assert score == pytest.approx(totals[text], abs=1e-6)
+        assert sum(totals.values()) == pytest.approx(1.0)
 
 
 def test_batch_with_lengths_ignores_padding_frames_for_text_and_score():
@@ -79,15 +103,15 @@ def test_batch_with_lengths_ignores_padding_frames_for_text_and_score():
     lengths = torch.tensor([6, 2, 4, 0])
     out = greedy_decode(logits, lengths, CS)
     assert [t for t, _ in out] == ["helo", "ab", "ab", ""]
-    assert out[0][1] == pytest.approx(0.7, abs=1e-5)
-    assert out[1][1] == pytest.approx(0.9, abs=1e-5)   # the 0.3 padding frames do not count
-    assert out[2][1] == pytest.approx(0.75, abs=1e-5)  # nor do the 0.2 ones
+    assert out[1][1] == pytest.approx(0.9 * 0.95, abs=1e-5)   # "ab" in 2 frames: one alignment
+    for b in range(3):                                          # each crop scores as if decoded alone
+        alone = greedy_decode(logits[: lengths[b], b:b + 1], None, CS)[0]
+        assert out[b] == (alone[0], pytest.approx(alone[1], abs=1e-6))
     assert 0.0 <= out[3][1] <= 1.0
     # Without lengths the padding frames are decoded and scored.
     full = greedy_decode(logits, None, CS)
-    assert full[1][0] == "abh"
-    assert full[1][1] == pytest.approx(0.3, abs=1e-5)
-    assert full[2] == ("abo", pytest.approx(0.2, abs=1e-5))
+    assert full[1][0] == "abh" and full[2][0] == "abo"
+    assert full[1][1] < 0.3 ** 3 and full[2][1] < 0.2                        # the doubtful frames now count
 
 
 def test_padding_after_a_repeat_does_not_change_collapse():
@@ -110,26 +134,11 @@ def test_scores_in_unit_interval_and_one_result_per_crop():
         assert len(text) <= n
 
 
-def test_score_can_only_drop_as_more_frames_become_valid():
-    g = torch.Generator().manual_seed(1)
-    logits = (torch.randn(12, 1, 96, generator=g) * 3).expand(12, 6, 96)   # the same crop six times
-    lengths = torch.tensor([1, 3, 5, 7, 9, 12])
-    out = greedy_decode(logits, lengths, CS)
-    scores = [s for _, s in out]
-    assert scores == sorted(scores, reverse=True)
-    texts = [t for t, _ in out]
-    for shorter, longer in zip(texts, texts[1:]):
-        assert longer.startswith(shorter)
-    probs = logits[:, 0].softmax(-1).max(-1).values
-    assert scores[-1] == pytest.approx(float(probs.min()), abs=1e-6)
-    assert scores[0] == pytest.approx(float(probs[0]), abs=1e-6)
-
-
 def test_greedy_accepts_half_precision_logits():
     logits = frames(ids("he-l-lo"), p=0.99)[:, None, :].half()
     text, score = greedy_decode(logits, None, CS)[0]
     assert text == "hello"
-    assert score == pytest.approx(0.99, abs=2e-3)
+    assert score == pytest.approx(0.99 ** 7, rel=1e-2)   # the best path holds nearly all of P("hello")
 
 
 # ---- beam search ----------------------------------------------------------------------------------
@@ -143,6 +152,10 @@ def test_beam_agrees_with_greedy_on_peaked_distributions():
     # P("hello"): the only alignment with non-negligible mass is the best path, 0.99^7.
     assert b[0][1] == pytest.approx(0.99 ** 7, rel=1e-2)
     assert 0.0 <= b[1][1] <= 1.0
+    # Both decoders score P(text); the beam's sum skips the classes it prunes in each frame, so it is a
+    # slightly lower bound.
+    for (_, pg), (_, pb) in zip(g, b):
+        assert pb <= pg and pb == pytest.approx(pg, rel=2e-3)
 
 
 def test_beam_finds_most_probable_labelling_where_best_path_differs():
@@ -151,7 +164,7 @@ def test_beam_finds_most_probable_labelling_where_best_path_differs():
     # P("a") = P(a-) + P(-a) + P(aa) = 0.24 + 0.24 + 0.16 = 0.64 > 0.36.
     cs = Charset("a")
     logits = torch.tensor([[0.6, 0.4], [0.6, 0.4]]).log()[:, None, :]
-    assert greedy_decode(logits, None, cs)[0] == ("", pytest.approx(0.6, abs=1e-6))
+    assert greedy_decode(logits, None, cs)[0] == ("", pytest.approx(0.36, abs=1e-6))
     text, p = beam_search_decode(logits, None, cs)[0]
     assert text == "a"
     assert p == pytest.approx(0.64, abs=1e-5)

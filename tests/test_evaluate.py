@@ -24,6 +24,8 @@ def test_synthetic_set_is_scored_by_degradation(ray_local, tmp_path):
     for name, metrics in by.items():
         expected = sum(not d for d in drawn) if name == "none" else sum(name in d for d in drawn)
         assert metrics["n"] == expected
+    kept = [r["kept"] for r in rep["by_score"]]
+    assert kept == sorted(kept, reverse=True) and 0 < kept[0] <= 1  # higher cuts keep fewer crops
     scored = pd.read_parquet(out / "ocr")  # the list column travels through the pipeline untouched
     assert sorted(map(list, scored.sort_values("id")["degradations"])) == sorted(map(list, rendered["degradations"]))
 
@@ -41,3 +43,14 @@ def test_metrics_can_ignore_spaces_that_word_labels_insert():
 
     m = text_metrics(["F.P.M. Roller", "Tota1 Due", "Net 30"], ["F. P. M. Roller", "Total Due", "Net 30"])
     assert m["exact"] == pytest.approx(1 / 3) and m["ignore_spaces"] == pytest.approx(2 / 3)
+
+
+def test_accuracy_by_score_counts_kept_crops_and_their_accuracy():
+    from crnn.metrics import accuracy_by_score
+
+    preds, labels = ["Total", "Tota1", "Due", "Net", ""], ["Total", "Total", "Due", "Net 30", "Fax"]
+    rows = accuracy_by_score(preds, labels, [0.99, 0.6, 0.92, 0.95, float("nan")], thresholds=(0.5, 0.9, 0.97))
+    assert [r["kept"] for r in rows] == [0.8, 0.6, 0.2]            # the failed crop (no score) is never kept
+    assert rows[0]["exact"] == pytest.approx(2 / 4) and rows[0]["exact_below"] == 0.0
+    assert rows[1]["exact"] == pytest.approx(2 / 3) and rows[1]["exact_below"] == 0.0
+    assert rows[2]["exact"] == 1.0 and rows[2]["exact_below"] == pytest.approx(1 / 4)
