@@ -98,15 +98,12 @@ def prefer_turned(upright: tuple[str, float], turned: tuple[str, float]) -> bool
     """Whether a tall crop's turned reading is the text, given both (text, confidence) readings.
 
     A tall crop read upright holds one narrow glyph ("1", "(", ":"); vertical text read upright
-    collapses to one or two symbols. The turned reading must find more characters, and two only
-    count with the higher confidence (a turned "1" reads as "-."), three or more with at least half
-    of it (a turned ":" reads as "..." at a quarter of the upright confidence).
+    collapses to one or two symbols. The turned reading must find more characters, with a higher
+    confidence: on FUNSD's 172 tall crops, right turned readings scored 1.2x to 7x their upright
+    reading, wrong ones ("$" turned reads "42", ":" reads "..") at most 0.83x.
     """
     (text, score), (turned_text, turned_score) = upright, turned
-    n = len(turned_text)
-    if n <= max(len(text), 1):
-        return False
-    return turned_score > score if n == 2 else turned_score >= score / 2
+    return len(turned_text) > max(len(text), 1) and turned_score > score
 
 
 def _is_light_on_dark(a: np.ndarray) -> bool:

@@ -250,14 +250,15 @@ def test_turned_crop_reads_top_to_bottom_as_left_to_right():
     assert out[:, :40].mean() < 160 and out[:, 60:].min() == 255          # ...lands on the left
 
 
+# Readings and scores of the shipped model on FUNSD's tall crops (2026.11.25.5), and two made up.
 @pytest.mark.parametrize("upright, turned, expected", [
-    (("|", 0.49), ("00837285", 0.50), True),      # margin number: upright it collapses to one glyph
-    ((":", 0.18), ("93213298", 0.57), True),
-    (("", 0.10), ("ab", 0.60), True),             # two characters need the higher confidence...
-    (("1", 0.81), ("-.", 0.28), False),           # ...a narrow glyph turned reads as two marks
-    ((":", 0.99), ("..", 0.62), False),
-    (("|", 0.40), ("741", 0.22), True),           # three or more need half the upright confidence...
-    ((":", 0.97), ("...", 0.26), False),          # ...a turned colon is no ellipsis
+    (("|", 0.67), ("621800455", 0.89), True),     # margin number: upright it collapses to one glyph
+    (("F", 0.80), ("52251", 0.998), True),
+    (("", 0.10), ("ab", 0.60), True),
+    (("$", 0.99), ("42", 0.43), False),           # a narrow glyph turned reads as two marks...
+    ((":", 0.99), ("..", 0.80), False),           # ...even fairly confidently
+    (("+", 0.98), ("+I|", 0.19), False),
+    (("P", 0.90), ("O.", 0.75), False),
     (("", 0.0), ("a", 0.99), False),              # one character is never vertical text
     (("APPROVAL", 0.2), ("AP", 0.9), False),      # never fewer characters than upright
 ])
