@@ -25,6 +25,7 @@ CLI: python -m crnn.synth --out sheet.png --n 48 --seed 0 [--real words.parquet]
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import math
 import os
@@ -130,12 +131,12 @@ def find_fonts(font_dir: str | None = None) -> list[str]:
 
 @lru_cache(maxsize=4)
 def _load_words(path: str) -> tuple[str, ...]:
+    """Words of the list at `path`; empty if it is missing."""
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
-            words = [w for w in fh.read().split() if w.isascii() and w.isalpha() and len(w) < 16]
+            return tuple(w for w in fh.read().split() if w.isascii() and w.isalpha() and len(w) < 16)
     except OSError:
-        words = []
-    return tuple(words) or tuple(_COMMON)
+        return ()
 
 
 @lru_cache(maxsize=128)
@@ -208,7 +209,8 @@ class TextRenderer:
         self.fonts = fonts
         self._typewriter = [p for p in fonts if _TYPEWRITER.search(os.path.basename(p))]
         self._mono = [p for p in fonts if _MONO.search(os.path.basename(p))]
-        self._words = _load_words(config.words_file)
+        self._words = _load_words(config.words_file) or tuple(_COMMON)
+        self.words_source = config.words_file if _load_words(config.words_file) else "built-in list"
 
     # ---- text ------------------------------------------------------------------
     def text(self, rng: random.Random) -> str:
@@ -548,10 +550,12 @@ class TextRenderer:
 
 
 # ---- contact sheet ---------------------------------------------------------------
-def render_parquet(path: str, n: int, seed: int, config: SynthConfig = SynthConfig()) -> None:
+def render_parquet(path: str, n: int, seed: int, config: SynthConfig = SynthConfig()) -> dict:
     """Write n rendered crops as Parquet: id, image (PNG bytes), truth, degradations (the names drawn).
 
-    A fixed seed gives a fixed test set.
+    A fixed seed gives a fixed test set on machines with the same fonts and word list, and only there.
+    Returns what it was drawn from: the number of font files, the word list, and `set_id`, a hash of the
+    font file names and the labels, which tells two machines' sets apart.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -565,6 +569,10 @@ def render_parquet(path: str, n: int, seed: int, config: SynthConfig = SynthConf
         rows.append({"id": f"synth-{seed}-{i:06d}", "image": buf.getvalue(), "truth": text, "degradations": applied})
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows), path)
+    digest = hashlib.sha256("\n".join([os.path.basename(f) for f in renderer.fonts] + [""]
+                                      + [r["truth"] for r in rows]).encode())
+    return {"n": n, "seed": seed, "fonts": len(renderer.fonts), "words": renderer.words_source,
+            "set_id": digest.hexdigest()[:12]}
 
 
 def _sheet(blocks: list[tuple[str, list[tuple[Image.Image, str]]]], width: int = 1400, scale: int = 2) -> Image.Image:

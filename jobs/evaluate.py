@@ -32,6 +32,9 @@ from pipeline.read import find_source
 from pipeline.run import OcrOptions, run_ocr
 from pipeline.storage import Storage
 
+# The synthetic test set of MODEL.md's figures, as `render_parquet` describes it.
+REFERENCE_SET = {"set_id": "bd2cb4dd97f9", "fonts": 175, "words": "/usr/share/dict/american-english"}
+
 
 def report(df: pd.DataFrame, label: str, worst: int = 25) -> dict:
     """Metrics over a DataFrame holding `text` (prediction) and the label column."""
@@ -92,8 +95,15 @@ def main(argv=None) -> int:
     source = args.input
     if args.synthetic:
         source = args.input = str(out / f"synthetic-{args.seed}.parquet")
-        render_parquet(source, args.synthetic, args.seed)
+        synthetic = render_parquet(source, args.synthetic, args.seed)
         args.label_column = "truth"
+        # The set depends on the fonts and word list installed: say whether it is the one MODEL.md reports.
+        same = synthetic["set_id"] == REFERENCE_SET["set_id"]
+        print(f"synthetic set {synthetic['set_id']}: {args.synthetic} crops, seed {args.seed}, {synthetic['fonts']} "
+              f"font files, words from {synthetic['words']}: " + ("the set MODEL.md reports" if same else
+              f"not the set MODEL.md reports ({REFERENCE_SET['set_id']}: 1,000 crops, seed 20261123, "
+              f"{REFERENCE_SET['fonts']} font files, words from {REFERENCE_SET['words']}; crnn/synth.py "
+              f"names the Debian packages)"))
     try:
         if args.holdout_docs:  # the same whole-document split as training
             table = pq.read_table(args.input)
@@ -115,7 +125,8 @@ def main(argv=None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    rep = {"model": summary["model"], "input": args.input, "rows": len(df), **report(df, label)}
+    rep = {"model": summary["model"], "input": args.input, "rows": len(df),
+           **({"synthetic_set": synthetic} if args.synthetic else {}), **report(df, label)}
     (out / "report.json").write_text(json.dumps(rep, indent=2))
     o = rep["overall"]
     print(f"\n{rep['model']} on {o['n']} crops of {args.input}")

@@ -16,6 +16,7 @@ def test_synthetic_set_is_scored_by_degradation(ray_local, tmp_path):
     assert evaluate_main(["--synthetic", "60", "--seed", "5", "--output", str(out)]) == 0
     rep = json.loads((out / "report.json").read_text())
     assert rep["rows"] == 60 and rep["errors"] == 0
+    assert rep["synthetic_set"]["seed"] == 5 and rep["synthetic_set"]["n"] == 60 and rep["synthetic_set"]["fonts"] > 0
     assert rep["overall"]["exact"] >= 0.6  # the shipped model reads rendered text
     rendered = pd.read_parquet(out / "synthetic-5.parquet")
     drawn = [set(d) for d in rendered["degradations"]]

@@ -135,3 +135,21 @@ def test_comma_tail_is_never_clipped():
 
     banded, loose = tail_depths(1.0), tail_depths(0.0)
     assert np.median(banded) >= np.median(loose) and banded.min() >= 3
+
+
+def test_rendered_set_says_what_it_was_drawn_from(tmp_path):
+    import pyarrow.parquet as pq
+
+    from crnn.synth import render_parquet
+
+    words = tmp_path / "words"
+    words.write_text("ledger\nvoucher\nremittance\nconsignee\nwaybill\n")
+    listed = SynthConfig(words_file=str(words))
+    a = render_parquet(str(tmp_path / "a.parquet"), 20, seed=3, config=listed)
+    again = render_parquet(str(tmp_path / "b.parquet"), 20, seed=3, config=listed)
+    assert a == again and a["words"] == str(words) and a["fonts"] == len(find_fonts()) and len(a["set_id"]) == 12
+    assert pq.read_table(tmp_path / "a.parquet").equals(pq.read_table(tmp_path / "b.parquet"))
+    # Another word list draws other labels: the same seed is another set, and its id says so.
+    other = render_parquet(str(tmp_path / "c.parquet"), 20, seed=3, config=SynthConfig(words_file=str(tmp_path / "none")))
+    assert other["words"] == "built-in list" and other["set_id"] != a["set_id"]
+    assert render_parquet(str(tmp_path / "d.parquet"), 20, seed=4, config=listed)["set_id"] != a["set_id"]
