@@ -34,7 +34,7 @@ def accuracy_by_score(predictions: list[str], labels: list[str], scores: list[fl
     exact accuracy of the rest; how a user picks a `score` cut for review. Missing scores count as 0."""
     rows = []
     right = [p == t for p, t in zip(predictions, labels)]
-    scores = [s if s == s and s is not None else 0.0 for s in scores]  # NaN/None: failed crops
+    scores = [0.0 if s is None or s != s else s for s in scores]  # None/NaN: failed crops
     for th in thresholds:
         kept = [r for r, s in zip(right, scores) if s >= th]
         rest = [r for r, s in zip(right, scores) if s < th]

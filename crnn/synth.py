@@ -209,8 +209,9 @@ class TextRenderer:
         self.fonts = fonts
         self._typewriter = [p for p in fonts if _TYPEWRITER.search(os.path.basename(p))]
         self._mono = [p for p in fonts if _MONO.search(os.path.basename(p))]
-        self._words = _load_words(config.words_file) or tuple(_COMMON)
-        self.words_source = config.words_file if _load_words(config.words_file) else "built-in list"
+        listed = _load_words(config.words_file)
+        self._words = listed or tuple(_COMMON)
+        self.words_source = config.words_file if listed else "built-in list"
 
     # ---- text ------------------------------------------------------------------
     def text(self, rng: random.Random) -> str:
