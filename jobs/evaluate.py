@@ -33,7 +33,8 @@ from pipeline.run import OcrOptions, run_ocr
 from pipeline.storage import Storage
 
 # The synthetic test set of MODEL.md's figures, as `render_parquet` describes it.
-REFERENCE_SET = {"set_id": "bd2cb4dd97f9", "fonts": 175, "words": "/usr/share/dict/american-english"}
+REFERENCE_SET = {"n": 1000, "seed": 20_261_123, "fonts": 175, "words": "/usr/share/dict/american-english",
+                 "set_id": "bd2cb4dd97f9"}
 
 
 def report(df: pd.DataFrame, label: str, worst: int = 25) -> dict:
@@ -75,7 +76,7 @@ def main(argv=None) -> int:
     p.add_argument("--input", help="labelled Parquet (file, folder or prefix)")
     p.add_argument("--synthetic", type=int, metavar="N",
                    help="instead of --input: N rendered crops (crnn.synth) with a fixed --seed, label column 'truth'")
-    p.add_argument("--seed", type=int, default=20_261_123, help="seed of the synthetic test set")
+    p.add_argument("--seed", type=int, default=REFERENCE_SET["seed"], help="seed of the synthetic test set")
     p.add_argument("--label-column", default="text")
     p.add_argument("--image-column", default="image")
     p.add_argument("--output", help="folder for the OCR output and report.json (default: a temporary folder)")
@@ -98,12 +99,12 @@ def main(argv=None) -> int:
         synthetic = render_parquet(source, args.synthetic, args.seed)
         args.label_column = "truth"
         # The set depends on the fonts and word list installed: say whether it is the one MODEL.md reports.
-        same = synthetic["set_id"] == REFERENCE_SET["set_id"]
-        print(f"synthetic set {synthetic['set_id']}: {args.synthetic} crops, seed {args.seed}, {synthetic['fonts']} "
-              f"font files, words from {synthetic['words']}: " + ("the set MODEL.md reports" if same else
-              f"not the set MODEL.md reports ({REFERENCE_SET['set_id']}: 1,000 crops, seed 20261123, "
-              f"{REFERENCE_SET['fonts']} font files, words from {REFERENCE_SET['words']}; crnn/synth.py "
-              f"names the Debian packages)"))
+        ref = REFERENCE_SET
+        print(f"synthetic set {synthetic['set_id']}: {synthetic['n']} crops, seed {synthetic['seed']}, "
+              f"{synthetic['fonts']} font files, words from {synthetic['words']}: " + (
+                  "the set MODEL.md reports" if synthetic["set_id"] == ref["set_id"] else
+                  f"not the set MODEL.md reports ({ref['set_id']}: {ref['n']} crops, seed {ref['seed']}, {ref['fonts']} "
+                  f"font files, words from {ref['words']}; crnn/synth.py names the Debian packages)"))
     try:
         if args.holdout_docs:  # the same whole-document split as training
             table = pq.read_table(args.input)
