@@ -1,5 +1,9 @@
 """Preprocess (CPU tasks): image bytes -> (32, w) uint8 crop, or an error message for that row.
 
+The message is a stable reason from `crnn.image.decode_image`'s list (`truncated image`, `not an image
+(unrecognised format)`, ...): the same bytes give the same `error` on every run. Nothing a crop holds
+makes a batch fail: whatever goes wrong with one crop is that crop's `error`.
+
 Crops travel as raw bytes (`_pixels`, row-major 32 x `_width`): a plain binary
 column is the cheapest thing Arrow can move between workers. Tall crops also carry
 their quarter-turned reading (`_turned`, 32 x `_turned_width`) for vertical text.
@@ -10,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from crnn.image import ImageSpec, decode_image, normalize_crop, turned_crop
+from crnn.image import ImageError, ImageSpec, decode_image, normalize_crop, turned_crop
 
 PIXELS, WIDTH = "_pixels", "_width"
 TURNED, TURNED_WIDTH = "_turned", "_turned_width"
@@ -29,15 +33,13 @@ def preprocess_batch(batch: pa.Table, image_column: str, spec: ImageSpec = Image
     pixels, widths, turned, turned_widths, errors = [], [], [], [], []
     for data in batch.column(image_column).to_pylist():
         try:
-            if data is None:
-                raise ValueError("image is null")
             img = decode_image(data, spec)
             crop, turn = normalize_crop(img, spec), turned_crop(img, spec)
             pixels.append(crop.tobytes()), widths.append(crop.shape[1]), errors.append(None)
             turned.append(None if turn is None else turn.tobytes())
             turned_widths.append(0 if turn is None else turn.shape[1])
-        except ValueError as e:
-            pixels.append(None), widths.append(0), errors.append(str(e))
+        except Exception as e:  # noqa: BLE001 - one crop must not fail the batch
+            pixels.append(None), widths.append(0), errors.append(_reason(e))
             turned.append(None), turned_widths.append(0)
     out = batch.drop_columns([image_column])
     out = out.append_column(PIXELS, pa.array(pixels, pa.binary()))
@@ -45,3 +47,13 @@ def preprocess_batch(batch: pa.Table, image_column: str, spec: ImageSpec = Image
     out = out.append_column(TURNED, pa.array(turned, pa.binary()))
     out = out.append_column(TURNED_WIDTH, pa.array(np.asarray(turned_widths, np.int32)))
     return out.append_column("error", pa.array(errors, pa.string()))
+
+
+def _reason(e: Exception) -> str:
+    """The row's `error`: decode_image's stable message, or a fixed one naming only the exception's type
+    (never its text, which may hold addresses or sizes that differ between runs)."""
+    if isinstance(e, ImageError):
+        return str(e)
+    if isinstance(e, MemoryError):
+        return "image too large: out of memory"
+    return f"unsupported image ({type(e).__name__} while normalising)"

@@ -6,8 +6,10 @@ other input column carried as is; for image files the file's URL is the `path` c
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import ray.data
 
@@ -23,6 +25,7 @@ class Source:
     format: str                 # "parquet" or "images"
     files: list[str]            # paths inside the filesystem
     columns: list[str]          # columns the dataset will have (image column included)
+    rows: int | None = None     # rows in all Parquet files (from their footers); None for image files
 
 
 def find_source(store: Storage, fmt: str = "auto", image_column: str = "image") -> Source:
@@ -43,14 +46,54 @@ def find_source(store: Storage, fmt: str = "auto", image_column: str = "image") 
     if fmt == "parquet":
         if not parquet:
             raise UserError(f"no .parquet files under {store.uri!r} ({_found(files)})")
-        schema = store.call("reading Parquet schema", pq.read_schema, parquet[0], filesystem=store.arrow_fs)
-        if image_column not in schema.names:
-            raise UserError(f"image column {image_column!r} not in {store.url(parquet[0])!r}; "
-                            f"columns are: {', '.join(schema.names)} (pass --image-column)")
-        return Source("parquet", parquet, list(schema.names))
+        footers = _footers(store, parquet)
+        for f, meta in zip(parquet, footers):  # schemas may differ between files: every one must hold the crops
+            _check_image_column(store.url(f), meta.schema.to_arrow_schema(), image_column)
+        schema = footers[0].schema.to_arrow_schema()
+        return Source("parquet", parquet, list(schema.names), rows=sum(m.num_rows for m in footers))
     if not images:
         raise UserError(f"no image files ({', '.join(IMAGE_EXTENSIONS[:6])}, ...) under {store.uri!r} ({_found(files)})")
     return Source("images", images, [image_column, "path"])
+
+
+def _footers(store: Storage, files: list[str]) -> list[pq.FileMetaData]:
+    """Every file's footer (schema, row count): one small read each, a few at a time on object stores."""
+    read = lambda f: store.call("reading Parquet footer", pq.read_metadata, f, filesystem=store.arrow_fs)
+    if store.is_local or len(files) == 1:
+        return [read(f) for f in files]
+    with ThreadPoolExecutor(16) as pool:
+        return list(pool.map(read, files))
+
+
+def _is_bytes(t: pa.DataType) -> bool:
+    return (pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t)
+            or pa.types.is_binary_view(t))
+
+
+def _check_image_column(url: str, schema: pa.Schema, image_column: str) -> None:
+    """UserError unless `image_column` is in the file and holds bytes (one line naming the type found)."""
+    if image_column not in schema.names:
+        raise UserError(f"image column {image_column!r} not in {url!r}; "
+                        f"columns are: {', '.join(schema.names)} (pass --image-column)")
+    t = schema.field(image_column).type
+    if _is_bytes(t):
+        return
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        hint = ("if they are file paths, point --input at the image files (their folder) instead; "
+                "if base64 text, decode it to bytes first")
+    elif (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)) \
+            and pa.types.is_integer(t.value_type):
+        hint = "store each crop encoded (PNG, JPEG, ...) as bytes, not as a list of pixel values"
+    elif pa.types.is_struct(t) and any(_is_bytes(f.type) for f in t):
+        inner = next(f.name for f in t if _is_bytes(f.type))
+        hint = f"its field {inner!r} holds the bytes: write that field out as a column of its own"
+    else:
+        hint = "pass --image-column naming the column of encoded image bytes"
+    others = [f.name for f in schema if _is_bytes(f.type)]
+    if others:
+        hint += f" (binary columns in this file: {', '.join(others)})"
+    raise UserError(f"image column {image_column!r} holds {t} values, not image bytes (binary), "
+                    f"in {url!r}: {hint}")
 
 
 def _found(files: list[str]) -> str:

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
+import tempfile
 import time
+import uuid
+import warnings
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -14,7 +19,8 @@ import ray
 from crnn.checkpoint import CheckpointError, load_checkpoint
 from crnn.image import ImageSpec
 from pipeline.batch import sort_by_width
-from pipeline.errors import UserError
+from pipeline.errors import JobFailed, UserError
+from pipeline.logs import without_false_alarms
 from pipeline.predict import OUTPUT_COLUMNS, CRNNPredictor
 from pipeline.preprocess import preprocess_batch
 from pipeline.read import Source, find_source, read_crops
@@ -44,8 +50,10 @@ class OcrOptions:
     rows_per_file: int | None = None     # at least this many rows per output file
     overwrite: bool = False
     resume: bool = False
+    actor_restarts: int = 20             # restarts of a dead model actor before the job fails (-1: no limit)
     stats: bool = False                  # print Ray Data's per-stage timing (ds.stats()) at the end
     dashboard: bool = False              # start the dashboard with a local Ray (when not joining a cluster)
+    address: str = "auto"                # Ray to run on: auto (as ray.init()) | local | HOST:PORT of a cluster
     storage_options: dict = field(default_factory=dict)
 
     def public(self) -> dict:
@@ -75,9 +83,16 @@ def run_ocr(opts: OcrOptions) -> dict:
     rows_in = _count_rows(src_store, source)
     if opts.resume and source.format == "parquet":
         _check_unique_ids(src_store, source, id_column)
+    if rows_in == 0:  # nothing to read: an empty, complete output, without starting Ray or the model
+        return _empty_output(opts, writer, src_store, source, id_column, model_id, t0)
 
     if not ray.is_initialized():
-        ray.init(log_to_driver=True, include_dashboard=opts.dashboard)
+        try:  # "auto" is ray.init()'s own default; inside `ray job submit` RAY_ADDRESS names the job's cluster
+            ray.init(address=None if opts.address == "auto" else opts.address, log_to_driver=True,
+                     include_dashboard=opts.dashboard)
+        except ConnectionError as e:
+            raise UserError(f"cannot connect to Ray (--address {opts.address}): {' '.join(str(e).split())[:300]} "
+                            f"(choose a running cluster with --address HOST:PORT, or --address local)") from None
     writer.prepare(resume=opts.resume)
     done = writer.finished_ids(id_column) if opts.resume else pa.array([], pa.string())
 
@@ -103,28 +118,49 @@ def run_ocr(opts: OcrOptions) -> dict:
     cpus = int(max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]), default=1)) or 1
     actors = opts.actors or (max(1, int(ray.cluster_resources().get("GPU", 0) / opts.num_gpus)) if gpu else 1)
     threads = opts.threads or (0 if gpu else max(1, cpus))
-    ds = ds.map_batches(
-        CRNNPredictor,
-        fn_constructor_kwargs={"model_path": opts.model, "precision": opts.precision, "decoder": opts.decoder,
-                               "threads": threads},
-        batch_size=opts.batch_size or (512 if gpu else 128), batch_format="pyarrow",
-        # On CPU the fused preprocessing would otherwise run on a second thread beside torch's own
-        # threads, and an oversubscribed OpenMP team stalls (measured: 44 s instead of 34 s per 21,888 crops).
-        compute=ray.data.ActorPoolStrategy(size=actors, enable_true_multi_threading=not gpu),
-        # CPU actors leave one CPU to the read/write tasks, or those never get scheduled (a hang, not an error).
-        num_gpus=opts.num_gpus if gpu else None, num_cpus=1 if gpu else min(1.0, max(cpus - 1, 0) / actors))
-    writer.write(ds, opts.rows_per_file)
+    journal_dir = os.path.join(tempfile.gettempdir(), f"crnn-ocr-journal-{uuid.uuid4().hex[:12]}")
+    with warnings.catch_warnings():
+        # Restarts can only be bounded through ray_remote_args, which Ray 2.60 calls deprecated
+        # without offering a named parameter for them yet.
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        ds = ds.map_batches(
+            CRNNPredictor,
+            fn_constructor_kwargs={"model_path": opts.model, "precision": opts.precision, "decoder": opts.decoder,
+                                   "threads": threads, "journal_dir": journal_dir},
+            batch_size=opts.batch_size or (512 if gpu else 128), batch_format="pyarrow",
+            # On CPU the fused preprocessing would otherwise run on a second thread beside torch's own
+            # threads, and an oversubscribed OpenMP team stalls (measured: 44 s instead of 34 s per 21,888 crops).
+            compute=ray.data.ActorPoolStrategy(size=actors, enable_true_multi_threading=not gpu),
+            # CPU actors leave one CPU to the read/write tasks, or those never get scheduled (a hang, not an error).
+            num_gpus=opts.num_gpus if gpu else None, num_cpus=1 if gpu else min(1.0, max(cpus - 1, 0) / actors),
+            # Ray Data restarts a dead actor forever by default: a crop that always kills it would hang the job.
+            # The journal isolates such a crop in log8(batch) + 1 deaths; beyond the budget the job fails.
+            max_restarts=opts.actor_restarts, max_task_retries=opts.actor_restarts)
+    try:
+        with without_false_alarms():  # entered after ray.init: Ray's processes must not inherit the filter
+            writer.write(ds, opts.rows_per_file)
+    except ray.exceptions.ActorDiedError as e:
+        raise JobFailed(f"the model actor died more than --actor-restarts={opts.actor_restarts} times "
+                        f"({_death_cause(e)}); rows read so far are staged in {writer.staging!r}: "
+                        f"rerun with --resume to finish") from None
+    finally:
+        shutil.rmtree(journal_dir, ignore_errors=True)
     if opts.stats:
         print(ds.stats())
 
     counts = writer.staged_counts(id_column)
     # Ids are checked unique up front only for --resume; otherwise a repeated input id is reported, not fatal.
     if counts["rows"] != rows_in or (opts.resume and counts["unique_ids"] != rows_in):
-        raise RuntimeError(f"output check failed: {rows_in} rows in, {counts['rows']} written "
-                           f"({counts.get('unique_ids')} distinct ids); staged output left in {writer.staging!r}")
+        raise writer.incomplete(f"{rows_in} rows in, {counts['rows']} written ({counts.get('unique_ids')} distinct "
+                                f"ids)", resumable=bool(id_column))
+    # count_distinct skips nulls: a null id is neither a distinct id nor a repeat of one, so count them apart.
+    null_ids = (pq.ParquetDataset(writer.staged_parts(), filesystem=writer.store.arrow_fs).read(
+        columns=[id_column])[id_column].null_count if id_column else None)
     wall = time.time() - t0
     summary = {"rows_in": rows_in, "ok": counts["rows"] - counts["failed"], "failed": counts["failed"],
-               "resumed_rows": len(done), "repeated_ids": rows_in - counts["unique_ids"] if id_column else None,
+               "errors": counts["errors"], "resumed_rows": len(done),
+               "repeated_ids": rows_in - counts["unique_ids"] - null_ids if id_column else None,
+               "null_ids": null_ids,
                "wall_s": round(wall, 3),
                "crops_per_s": round((rows_in - len(done)) / wall, 1), "model": model_id,
                "input": opts.input, "output": opts.output, "options": opts.public()}
@@ -149,3 +185,28 @@ def _check_unique_ids(store: Storage, source: Source, id_column: str) -> None:
 
 def _drop_done(batch: pa.Table, id_column: str, done: pa.Array) -> pa.Table:
     return batch.filter(pc.invert(pc.is_in(batch[id_column], value_set=done.cast(batch.schema.field(id_column).type))))
+
+
+def _death_cause(e: Exception) -> str:
+    """Ray's actor-death text, cut to what says why (OOM kill, signal, exit code)."""
+    detail = str(e).split("Worker exit detail:", 1)[-1].split(". Some common causes", 1)[0]
+    return " ".join(detail.split())[:200] or type(e).__name__
+
+
+def _empty_output(opts: OcrOptions, writer: OutputWriter, store: Storage, source: Source, id_column: str | None,
+                  model_id: str, t0: float) -> dict:
+    """The output of an input of no rows: one empty part with the output's schema, a summary, `_SUCCESS`."""
+    schema = store.call("reading Parquet schema", pq.read_schema, source.files[0], filesystem=store.arrow_fs)
+    fields = [f.with_name(f"{f.name}_input" if f.name in OUTPUT_COLUMNS else f.name)
+              for f in schema if f.name != opts.image_column]
+    fields += [pa.field("text", pa.string()), pa.field("score", pa.float32()), pa.field("error", pa.string()),
+               pa.field("model", pa.string())]
+    writer.prepare(resume=False)
+    writer.write_empty(pa.schema(fields))
+    counts = writer.staged_counts(None)
+    summary = {"rows_in": 0, "ok": 0, "failed": 0, "errors": counts["errors"], "resumed_rows": 0,
+               "repeated_ids": 0 if id_column else None, "null_ids": 0 if id_column else None,
+               "wall_s": round(time.time() - t0, 3), "crops_per_s": 0.0,
+               "model": model_id, "input": opts.input, "output": opts.output, "options": opts.public()}
+    writer.commit(summary)
+    return summary

@@ -1,7 +1,8 @@
 """Local paths, s3:// and any other fsspec URL, resolved the same way for every stage.
 
 Credentials come from the standard AWS environment (AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL,
-AWS_PROFILE, ...) or explicit `storage_options`; they are passed to fsspec only, never printed.
+AWS_PROFILE, ...) or explicit `storage_options` (from a JSON file, never from the command line: a command
+line is recorded by the shell, `ps` and Ray's job list); they are passed to fsspec only, never printed.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ class Storage:
 
     def __init__(self, uri: str, storage_options: dict | None = None):
         self.uri = uri.rstrip("/") if "://" in uri else uri
+        check_storage_options(storage_options or {})
         try:
             self.fs, self.path = url_to_fs(self.uri, **(storage_options or {}))
         except (ValueError, ImportError) as e:
             raise UserError(f"cannot open {uri!r}: {e}") from None
+        if self.protocol in ("s3", "s3a"):
+            _check_botocore_config((storage_options or {}).get("config_kwargs"))
         self.path = self.path.rstrip("/") or self.path
         # fsspec shares one filesystem instance per set of options, listings cached: start from fresh ones
         # (another process, or Ray workers, may have changed the store since).
@@ -99,20 +103,117 @@ def _one_line(e: Exception) -> str:
     return " ".join(str(e).split())[:300]
 
 
+# Option names that hold (or look like they hold) a credential: s3fs's key/secret/token, botocore's
+# aws_access_key_id/aws_secret_access_key/aws_session_token (in client_kwargs), passwords, SAS/account keys.
+_SECRET_WORDS = ("secret", "key", "token", "password", "passwd", "credential")
+_NOT_ON_COMMAND_LINE = ("a command line is recorded (shell history, `ps`, and for a Ray job its entrypoint in "
+                        "`ray job list`, the dashboard and the driver's log): put credentials in the environment "
+                        "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE=name with ~/.aws/credentials, on "
+                        "every node for a cluster) or in a JSON file given as --storage-options-file PATH")
+
+
+def _secret_looking(name: str) -> bool:
+    return any(w in name.lower() for w in _SECRET_WORDS)
+
+
+def _secret_names(value, prefix: str = "") -> list[str]:
+    """Dotted names of the secret-looking keys in a (nested) option value."""
+    if not isinstance(value, dict):
+        return []
+    found = []
+    for k, v in value.items():
+        name = f"{prefix}{k}"
+        found += [name] if _secret_looking(str(k)) else _secret_names(v, f"{name}.")
+    return found
+
+
+def check_storage_options(opts: dict) -> None:
+    """Options fsspec/s3fs take as dicts (`client_kwargs`, `config_kwargs`, `s3_additional_kwargs`, any
+    `*_kwargs`) must be dicts: s3fs would otherwise fail at the first request with an AttributeError."""
+    if not isinstance(opts, dict):
+        raise UserError(f"storage options must be a JSON object of option names to values, got {type(opts).__name__}")
+    for name, value in opts.items():
+        if str(name).endswith("_kwargs") and not isinstance(value, dict):
+            raise UserError(f"storage option {name!r} must be a JSON object ({{...}}), not {type(value).__name__!r}")
+
+
+def _check_botocore_config(config_kwargs) -> None:
+    """`config_kwargs` become a botocore Config: check them now, naming the option, rather than at the first request."""
+    if not config_kwargs:
+        return
+    try:
+        from botocore.config import Config
+    except ImportError:
+        return
+    unknown = sorted(set(config_kwargs) - set(Config.OPTION_DEFAULTS))
+    if unknown:
+        raise UserError(f"storage option 'config_kwargs': unknown botocore Config option "
+                        f"{', '.join(map(repr, unknown))} (known ones include retries, connect_timeout, read_timeout)")
+    try:
+        Config(**config_kwargs)
+    except Exception as e:  # botocore checks types and values as it builds the Config
+        raise UserError(f"storage option 'config_kwargs': {type(e).__name__}: {_one_line(e)}") from None
+
+
 def parse_storage_options(items: list[str] | None, json_file: str | None = None) -> dict:
-    """`key=value` pairs (and/or a JSON file) -> fsspec storage options; values 'true'/'false'/numbers are typed."""
+    """`key=value` pairs (and/or a JSON file) -> fsspec storage options.
+
+    Values 'true'/'false'/integers are typed, a value starting with `{` is read as JSON, and a dotted key sets
+    a nested option (`client_kwargs.region_name=eu-west-1`). A secret-looking key (`key`, `secret`, `token`,
+    `password`, ...; nested ones too) is refused on the command line: it belongs in the environment or in the
+    JSON file, whose values reach Ray's workers inside the pickled filesystem, never on a command line.
+    """
     import json
 
     opts: dict = {}
-    if json_file:
-        with fsspec.open(json_file, "r") as f:
-            opts.update(json.load(f))
+    cli: dict = {}
     for item in items or []:
-        if "=" not in item:
-            raise UserError(f"--storage-option expects key=value, got {item!r}")
+        if "=" not in item:  # not echoed: it may be a credential typed without its key
+            raise UserError("--storage-option expects key=value (an item without '=' was given)")
         key, value = item.split("=", 1)
         low = value.lower()
-        opts[key] = True if low == "true" else False if low == "false" else int(value) if value.isdigit() else value
+        if value.startswith("{"):
+            try:
+                typed = json.loads(value)
+            except ValueError:
+                raise UserError(f"--storage-option {key}: the value starts with '{{' but is not valid JSON") from None
+        else:
+            number = value.isascii() and value.isdigit()
+            typed = {"true": True, "false": False}.get(low, int(value) if number else value)
+        secrets = [key] if _secret_looking(key) else [f"{key}.{n}" for n in _secret_names(typed)]
+        if secrets:
+            raise UserError(f"--storage-option {secrets[0]!r} looks like a credential, refused on the command "
+                            f"line: {_NOT_ON_COMMAND_LINE}")
+        *parents, leaf = key.split(".")
+        node = cli
+        for parent in parents:
+            node = node.setdefault(parent, {})
+            if not isinstance(node, dict):
+                raise UserError(f"--storage-option {key}: {parent!r} is set both as a value and as an object")
+        node[leaf] = typed
+    if json_file:
+        try:
+            with fsspec.open(json_file, "r") as f:
+                opts = json.load(f)
+        except FileNotFoundError:
+            raise UserError(f"--storage-options-file {json_file!r} does not exist") from None
+        except ValueError as e:
+            raise UserError(f"--storage-options-file {json_file!r} is not valid JSON: {_one_line(e)}") from None
+        except OSError as e:
+            raise UserError(f"--storage-options-file {json_file!r}: {_one_line(e)}") from None
+        if not isinstance(opts, dict):
+            raise UserError(f"--storage-options-file {json_file!r} must hold a JSON object of option names to "
+                            f"values, not a {type(opts).__name__}")
+    _merge(opts, cli)  # the command line's options over the file's
+    check_storage_options(opts)
     if "endpoint_url" in opts:  # s3fs takes the endpoint under client_kwargs
         opts.setdefault("client_kwargs", {})["endpoint_url"] = opts.pop("endpoint_url")
     return opts
+
+
+def _merge(into: dict, extra: dict) -> None:
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge(into[k], v)
+        else:
+            into[k] = v

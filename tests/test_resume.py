@@ -1,7 +1,7 @@
 """--resume: a job killed part-way (SIGKILL, as a lost node or a preempted machine) continues where it stopped.
 
 Every input id ends up in the output exactly once; parts the killed run left half-written are deleted and
-their rows redone.
+their rows redone. While the job lives, its lease refuses a second run; once it is killed, --resume takes over.
 """
 
 from __future__ import annotations
@@ -58,20 +58,30 @@ def test_resume_after_kill(ray_local, small_model, tmp_path, capsys):
         while not _complete_parts(out / "_staging"):  # a whole part, not just a file being written
             assert job.poll() is None and time.time() < deadline, "the job ended or stalled before staging a part"
             time.sleep(0.02)
+        capsys.readouterr()
+        t = time.time()
+        refused = ocr_main(args + ["--resume"])    # while it runs, the output is its own: another run refuses
+        err = capsys.readouterr().err.strip()
+        live = job.poll() is None
         os.killpg(job.pid, signal.SIGKILL)
     finally:
         kill_session(job.pid)                      # its Ray too: workers run in their own process groups
         job.wait()
+    assert live and refused == 2 and time.time() - t < 10, err
+    assert err.startswith("error: ") and "\n" not in err and "is in use by run " in err and f"(pid {job.pid} " in err
     staged = _complete_parts(out / "_staging")
     assert staged and not (out / "_SUCCESS").exists()
+    assert json.loads((out / "_staging" / "_lease.json").read_text())["pid"] == job.pid  # the killed run's lease ...
 
-    assert ocr_main(args + ["--resume"]) == 0
+    assert ocr_main(args + ["--resume"]) == 0                             # ... is taken over: its process is gone
     summary = json.loads((out / "_summary.json").read_text())
     df = pd.read_parquet(out)
     assert len(df) == len(ids) and set(df["path"]) == ids                 # every id exactly once
     assert 0 < summary["resumed_rows"] == sum(staged.values()) < len(ids)  # continued, not redone
-    assert (out / "_SUCCESS").exists() and not (out / "_staging").exists()
+    assert (out / "_SUCCESS").exists() and not (out / "_staging").exists() and not (out / "_lease.json").exists()
     assert set(staged) <= {p.name for p in out.glob("*.parquet")}          # the killed run's parts kept
+    assert {p["name"] for p in json.loads((out / "_SUCCESS").read_text())["parts"]} == \
+        {p.name for p in out.glob("*.parquet")}
 
 
 def test_resume_redoes_half_written_part(ray_local, small_model, tmp_path, capsys):

@@ -219,7 +219,9 @@ def test_storage_mistakes_get_one_line(ray_local, small_model, s3, request, caps
         users = request.getfixturevalue("iam_users")
         key, secret = {"wrong_credentials": (users["reader"][0], "not-the-secret-" + uuid.uuid4().hex),
                        "no_read_permission": users["nobody"], "no_write_permission": users["reader"]}[case]
-        args += ["--storage-option", f"key={key}", "--storage-option", f"secret={secret}"]
+        options = tmp_path / "s3.json"         # credentials in a file: refused on the command line
+        options.write_text(json.dumps({"key": key, "secret": secret}))
+        args += ["--storage-options-file", str(options)]
         secrets.append(secret)
     elif case == "unknown_option":
         args += ["--storage-option", "retries=1"]     # an s3fs class attribute, not an option
