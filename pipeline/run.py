@@ -153,9 +153,7 @@ def run_ocr(opts: OcrOptions) -> dict:
     if counts["rows"] != rows_in or (opts.resume and counts["unique_ids"] != rows_in):
         raise writer.incomplete(f"{rows_in} rows in, {counts['rows']} written ({counts.get('unique_ids')} distinct "
                                 f"ids)", resumable=bool(id_column))
-    # count_distinct skips nulls: a null id is neither a distinct id nor a repeat of one, so count them apart.
-    null_ids = (pq.ParquetDataset(writer.staged_parts(), filesystem=writer.store.arrow_fs).read(
-        columns=[id_column])[id_column].null_count if id_column else None)
+    null_ids = counts.get("null_ids")
     wall = time.time() - t0
     summary = {"rows_in": rows_in, "ok": counts["rows"] - counts["failed"], "failed": counts["failed"],
                "errors": counts["errors"], "resumed_rows": len(done),

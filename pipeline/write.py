@@ -282,6 +282,8 @@ class OutputWriter:
                                                          key=lambda kn: (-kn[1], kn[0]))}}
             if id_column:
                 counts["unique_ids"] = pc.count_distinct(table[id_column]).as_py()
+                # count_distinct skips nulls: a null id is neither a distinct id nor a repeat of one.
+                counts["null_ids"] = table[id_column].null_count
             return counts
         except BaseException:
             self.release()

@@ -7,7 +7,8 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from crnn.data import TRAINING_SPEC
-from crnn.image import ImageError, ImageSpec, decode_image, normalize_crop, pad_batch, prefer_turned, to_gray, turned_crop
+from crnn.image import (ImageError, ImageSpec, decode_image, normalize_crop, pad_batch, prefer_turned, to_gray,
+                        turned_crop)
 
 
 def encode(img, fmt, **kw):
@@ -128,7 +129,8 @@ def test_header_claiming_too_many_pixels_is_refused_before_decoding():
 def test_decompression_bombs_refused_by_pillow_or_by_the_limit():
     # Over twice Pillow's MAX_IMAGE_PIXELS Image.open itself raises DecompressionBombError (only the pixel
     # count is known); between once and twice it warns, and the spec's own limit refuses it.
-    assert refusal(png_header_only(100_000, 100_000)) == "image too large: 10000000000 pixels > limit of 40000000 pixels"
+    assert refusal(png_header_only(100_000, 100_000)) == \
+        "image too large: 10000000000 pixels > limit of 40000000 pixels"
     assert refusal(png_header_only(10_000, 10_000)) == "image too large: 10000x10000 > limit of 40000000 pixels"
     big = ImageSpec(max_pixels=10**12)                      # a raised limit: Pillow's check still stands
     assert refusal(png_header_only(100_000, 100_000), big) == \
