@@ -312,7 +312,7 @@ def test_staged_counts_by_kind_of_error(tmp_path):
     pq.write_table(pa.table({"id": [str(i) for i in range(7)], "error": errors}), Path(w.staging) / "a.parquet")
     pq.write_table(pa.table({"id": ["7"], "error": ["truncated image"]}), Path(w.staging) / "b.parquet")
     counts = w.staged_counts("id")
-    assert counts == {"rows": 8, "failed": 6, "unique_ids": 8,
+    assert counts == {"rows": 8, "failed": 6, "unique_ids": 8, "null_ids": 0,
                       "errors": {"truncated image": 3, "image too large": 2, "not an image (unrecognised format)": 1}}
     assert list(counts["errors"]) == ["truncated image", "image too large", "not an image (unrecognised format)"]
     w.release()
