@@ -8,7 +8,7 @@ Every 0.5 s it reads /proc for every process of the run's session: RSS (what `ps
 between processes, such as Ray's object store, count once per process that maps them) and PSS (shared
 pages split between the processes that map them: the sum is the job's real footprint). It prints, per
 size, the peaks of both sums, the process count, and the model actor's RSS early and late in the run
-(growth there, at a steady input, would be a leak). --json writes it all.
+(growth of its private part, RssAnon, at a steady input, would be a leak). --json writes it all.
 """
 
 from __future__ import annotations
@@ -80,17 +80,21 @@ def measure(input_dir: Path, output_dir: Path, extra: list[str]) -> dict:
         pss = sum(_kib(p, "smaps_rollup", "Pss:") for p in procs)
         peak_rss, peak_pss = max(peak_rss, sum(rss.values())), max(peak_pss, pss)
         peak_procs = max(peak_procs, len(procs))
-        actor += [(time.time() - t0, rss[p]) for p, c in procs.items() if "CRNNPredictor" in c]
+        actor += [(time.time() - t0, rss[p], _kib(p, "status", "RssAnon:")) for p, c in procs.items()
+                  if "CRNNPredictor" in c]
         time.sleep(0.5)
     summary = _summary(output_dir)
     wall = time.time() - t0
-    steady = [r for t, r in actor]
+    steady, anon = [r for _, r, _ in actor], [a for _, _, a in actor]
     q = max(1, len(steady) // 10)
     return {"rc": proc.returncode, "wall_s": round(wall, 1), "crops_per_s": summary.get("crops_per_s"),
             "peak_rss_mb": peak_rss // 1024, "peak_pss_mb": peak_pss // 1024, "processes": peak_procs,
             "actor_rss_mb_first_10pct": max(steady[:q], default=0) // 1024,
             "actor_rss_mb_last_10pct": max(steady[-q:], default=0) // 1024,
-            "actor_rss_mb_peak": max(steady, default=0) // 1024}
+            "actor_rss_mb_peak": max(steady, default=0) // 1024,
+            # RssAnon: the actor's private memory (heap); the rest of its RSS is shared (the object store's pages)
+            "actor_anon_mb_first_10pct": max(anon[:q], default=0) // 1024,
+            "actor_anon_mb_last_10pct": max(anon[-q:], default=0) // 1024}
 
 
 def _summary(output_dir: Path) -> dict:
@@ -115,7 +119,8 @@ def main(argv=None) -> int:
             results[n] = r = measure(Path(tmp) / f"in-{n}", Path(tmp) / f"out-{n}", args.extra)
             print(f"{n:>8} crops: rc {r['rc']}, {r['wall_s']} s, {r['crops_per_s']} crops/s, peak RSS "
                   f"{r['peak_rss_mb']} MB, peak PSS {r['peak_pss_mb']} MB, {r['processes']} processes; actor RSS "
-                  f"{r['actor_rss_mb_first_10pct']} -> {r['actor_rss_mb_last_10pct']} MB (peak {r['actor_rss_mb_peak']})",
+                  f"{r['actor_rss_mb_first_10pct']} -> {r['actor_rss_mb_last_10pct']} MB (peak {r['actor_rss_mb_peak']}), of it "
+                  f"private {r['actor_anon_mb_first_10pct']} -> {r['actor_anon_mb_last_10pct']} MB",
                   flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
