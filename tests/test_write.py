@@ -42,11 +42,7 @@ def _table(tag: str, n: int) -> pa.Table:
 
 def _committed(out: Path, tag: str, parts: int = 3, rows: int = 4, overwrite: bool = False) -> OutputWriter:
     """A complete output of `parts` parts of `rows` rows, all with text `tag`, committed by a writer."""
-    w = _writer(out, overwrite)
-    w.check_target()
-    w.prepare(resume=False)
-    for k in range(parts):
-        pq.write_table(_table(f"{tag}{k}", rows), Path(w.staging) / f"{tag}-{k}.parquet")
+    w = _staged(out, tag, parts, rows, overwrite)
     w.commit({"rows_in": parts * rows})
     return w
 
