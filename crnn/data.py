@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import random
+import re
 import zlib
 from dataclasses import dataclass
 
@@ -36,10 +37,23 @@ def read_labelled(path: str, image_column: str = "image", label_column: str = "t
             "doc": np.array(t[doc_column].to_pylist() if doc_column else [None] * len(t), dtype=object)}
 
 
+def read_sources(paths: str, **kwargs) -> dict[str, np.ndarray]:
+    """`read_labelled` over comma-separated files, each optionally repeated: "words.parquet,lines.parquet*4".
+
+    Adds column "copy": 0 for a row's first copy, 1.. for its repeats (validation reads first copies only)."""
+    parts = []
+    for item in (p.strip() for p in paths.split(",") if p.strip()):
+        path, _, times = item.rpartition("*") if re.fullmatch(r".+\*\d+", item) else (item, "", "1")
+        cols = read_labelled(path, **kwargs)
+        parts += [{**cols, "copy": np.full(len(cols["text"]), k)} for k in range(int(times))]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
 @dataclass
 class Sample:
-    crop: np.ndarray   # (32, w) uint8
+    crop: np.ndarray        # (32, w) uint8
     text: str
+    caseless: bool = False  # the label's case is unknown (receipts' upper-case convention): train with CaseFold
 
 
 class RealCrops:
@@ -47,9 +61,11 @@ class RealCrops:
 
     Vertical text (a tall crop whose label has several characters) is turned upright, as the
     pipeline reads it (`crnn.image.turned_crop`): read sideways, its label would only be noise.
+    `caseless`: the labels' case says nothing about the print (SROIE's are upper case by convention).
     """
 
-    def __init__(self, images, texts, charset: Charset, spec: ImageSpec = TRAINING_SPEC):
+    def __init__(self, images, texts, charset: Charset, spec: ImageSpec = TRAINING_SPEC, caseless: bool = False):
+        self.caseless = caseless
         keep = [i for i, t in enumerate(texts) if t and charset.can_encode(t)]
         self.texts = [normalize(texts[i]) for i in keep]
         self.images = [self._upright(Image.open(io.BytesIO(images[i])).convert("L"), text, spec)
@@ -70,11 +86,12 @@ class RealCrops:
             w, h = img.size
             l, t, r, b = (rng.randint(-2, 1) for _ in range(4))
             img = img.crop((l, t, w - r, h - b)) if w - r - l > 2 and h - b - t > 2 else img
-        return Sample(normalize_crop(img, self.spec), self.texts[i])
+        return Sample(normalize_crop(img, self.spec), self.texts[i], self.caseless)
 
 
 class CropStream(torch.utils.data.IterableDataset):
-    """Endless width-bucketed batches mixing real crops (probability `real_fraction`) and synthetic ones.
+    """Endless width-bucketed batches mixing real crops (probability `real_fraction`), real crops of unknown
+    case (`caseless`, probability `caseless_fraction`) and synthetic ones (the rest).
 
     Each worker draws a pool of `batch_size * pool_batches` samples, sorts it by width and cuts it
     into batches, so padding stays small; batches leave in random order. With probability
@@ -84,17 +101,24 @@ class CropStream(torch.utils.data.IterableDataset):
 
     def __init__(self, charset: Charset, batch_size: int, seed: int, real: RealCrops | None = None,
                  real_fraction: float = 0.5, renderer=None, pool_batches: int = 8, spec: ImageSpec = TRAINING_SPEC,
-                 narrow_prob: float = 0.0):
+                 narrow_prob: float = 0.0, caseless: RealCrops | None = None, caseless_fraction: float = 0.0):
         self.charset, self.batch_size, self.seed, self.narrow_prob = charset, batch_size, seed, narrow_prob
-        self.real, self.renderer, self.spec = real, renderer, spec
-        self.real_fraction = real_fraction if renderer is not None else 1.0
-        if real is None and renderer is None:
-            raise ValueError("need real crops, a synthetic renderer, or both")
+        self.real, self.caseless, self.renderer, self.spec = real, caseless, renderer, spec
+        rf = real_fraction if real is not None else 0.0
+        cf = caseless_fraction if caseless is not None else 0.0
+        if renderer is None:  # real crops only: their shares fill the whole stream
+            if not rf + cf:
+                raise ValueError("need real crops, a synthetic renderer, or both")
+            rf, cf = rf / (rf + cf), cf / (rf + cf)
+        self.real_fraction, self.caseless_fraction = rf, cf
         self.pool = batch_size * pool_batches
 
     def _sample(self, rng: random.Random) -> Sample:
-        if self.real is not None and rng.random() < self.real_fraction:
+        r = rng.random()
+        if r < self.real_fraction:
             s = self.real.get(rng.randrange(len(self.real)), rng)
+        elif r < self.real_fraction + self.caseless_fraction:
+            s = self.caseless.get(rng.randrange(len(self.caseless)), rng)
         else:
             img, text = self.renderer.sample(rng)
             s = Sample(normalize_crop(img, self.spec), text)
@@ -105,7 +129,8 @@ class CropStream(torch.utils.data.IterableDataset):
         w = max(round(s.crop.shape[1] * rng.uniform(0.7, 0.95)), 8 * len(s.text), self.spec.min_width)
         if w >= s.crop.shape[1]:
             return s
-        return Sample(np.asarray(Image.fromarray(s.crop).resize((w, s.crop.shape[0]), Image.BILINEAR)), s.text)
+        return Sample(np.asarray(Image.fromarray(s.crop).resize((w, s.crop.shape[0]), Image.BILINEAR)), s.text,
+                      s.caseless)
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -125,4 +150,5 @@ def collate(samples: list[Sample], charset: Charset) -> dict[str, torch.Tensor]:
     return {"images": torch.from_numpy(images), "widths": torch.from_numpy(widths),
             "targets": torch.tensor([c for t in targets for c in t], dtype=torch.long),
             "target_lengths": torch.tensor([len(t) for t in targets], dtype=torch.long),
+            "caseless": torch.tensor([s.caseless for s in samples], dtype=torch.bool),
             "texts": [s.text for s in samples]}

@@ -414,19 +414,26 @@ class TextRenderer:
         cover = self._ink(self._crop(mask, band, f, rng, g, keep_bottom, applied), f, rng, "_" in text, applied)
         return self._scan(cover, f, binarize, rng, g, applied)
 
-    def _typeset(self, text: str, glyphs: _Glyphs, rng: random.Random,
-                 applied: list[str] | None) -> tuple[Image.Image, tuple[int, int]]:
-        """Ink mask of `text`, maybe rotated and sheared, and the rows of its cap height and baseline."""
-        cfg, cut, gap = self.config, -1, 0.0
-        if " " in text and _chance(rng, cfg.wide_space_prob, "wide_space", applied):  # receipt-style column gap
-            cut = text.rindex(" ") if rng.random() < 0.6 else rng.choice([i for i, c in enumerate(text) if c == " "])
-            gap = glyphs[" "][3] * rng.uniform(1, 8)
+    def _typeset(self, text: str, glyphs: _Glyphs, rng: random.Random, applied: list[str] | None,
+                 gaps: dict[int, float] | None = None, tracking: float = 0.0,
+                 stretch: float = 1.0) -> tuple[Image.Image, tuple[int, int]]:
+        """Ink mask of `text`, maybe rotated and sheared, and the rows of its cap height and baseline.
+
+        gaps: extra advance (px) after the characters at these indices; None draws one wide gap at
+        `wide_space_prob`. tracking: extra advance after every character. stretch: horizontal scale.
+        """
+        cfg = self.config
+        if gaps is None:
+            gaps = {}
+            if " " in text and _chance(rng, cfg.wide_space_prob, "wide_space", applied):  # receipt-style column gap
+                cut = text.rindex(" ") if rng.random() < 0.6 else rng.choice([i for i, c in enumerate(text) if c == " "])
+                gaps[cut] = glyphs[" "][3] * rng.uniform(1, 8)
         placed, x = [], 0.0
         for i, c in enumerate(text):
             bitmap, left, top, advance = glyphs[c]
             if bitmap is not None:
                 placed.append((bitmap, round(x) + left, top))
-            x += advance + gap * (i == cut)
+            x += advance + tracking + gaps.get(i, 0.0)
         cap = glyphs["H"]
         if not placed:  # blank text still gets a box of the right height
             placed = [(np.zeros((1, 1), np.uint8), 0, cap[2])]
@@ -443,6 +450,8 @@ class TextRenderer:
             view = canvas[gy - t + pad: gy - t + pad + bitmap.shape[0], gx - l + pad: gx - l + pad + bitmap.shape[1]]
             np.maximum(view, bitmap, out=view)
         mask = Image.fromarray(canvas)
+        if stretch != 1.0:  # condensed or expanded print; pad and band rows are unchanged
+            mask = mask.resize((max(1, round(mask.width * stretch)), mask.height), Image.BILINEAR)
         if angle or shear:
             cx, cy, ca, sa = mask.width / 2, mask.height / 2, math.cos(angle), math.sin(angle)
             m00, m01, m10, m11 = ca, sa - ca * shear, -sa, ca + sa * shear  # output -> input, about the centre
@@ -451,7 +460,7 @@ class TextRenderer:
         return mask, (pad - t + cap[2], pad - t + cap[2] + cap[0].shape[0])
 
     def _crop(self, mask: Image.Image, band: tuple[int, int], f: float, rng: random.Random, g,
-              keep_bottom: bool, applied: list[str] | None) -> np.ndarray:
+              keep_bottom: bool, applied: list[str] | None, band_prob: float | None = None) -> np.ndarray:
         """Cut the word box out of `mask`: ink coverage in 0..1 as float32.
 
         Like hand-drawn FUNSD boxes: mostly tight, often touching or slightly
@@ -463,7 +472,7 @@ class TextRenderer:
         if len(cols) == 0:
             cols, rows = np.array([0, mask.width - 1]), np.array(band)
         x0, x1, y0, y1 = cols[0], cols[-1] + 1, rows[0], rows[-1] + 1
-        if rng.random() < self.config.band_prob:  # descenders are often clipped then
+        if rng.random() < (self.config.band_prob if band_prob is None else band_prob):  # descenders clipped then
             clip = rng.uniform(0.3, 1.0)  # drawn even when unused, so a seed gives the same stream as before
             y0, y1 = min(y0, band[0]), y1 if keep_bottom else max(band[1], band[1] + round((y1 - band[1]) * clip))
         tight = rng.random() < self.config.tight_prob
@@ -480,7 +489,7 @@ class TextRenderer:
         return np.asarray(mask.crop(box), dtype=np.float32) * (1 / 255)  # crop() pads with 0 outside
 
     def _ink(self, a: np.ndarray, f: float, rng: random.Random, no_underline: bool,
-             applied: list[str] | None) -> np.ndarray:
+             applied: list[str] | None, form_line_prob: float | None = None) -> np.ndarray:
         """Stroke weight (bleed, starved ink) and form lines, on the coverage array."""
         cfg = self.config
         if _chance(rng, cfg.bleed_prob, "bleed", applied):
@@ -489,7 +498,7 @@ class TextRenderer:
             k = rng.uniform(0.2, 0.5) if thin else rng.uniform(0.3, 0.8) if f >= 2 else rng.uniform(0.2, 0.5)
             a += (_morph3(a, np.minimum if thin else np.maximum) - a) * k
         a **= math.exp(rng.uniform(-0.45, 0.3))  # scans mostly thicken strokes
-        if _chance(rng, cfg.form_line_prob, "form_line", applied):  # underline, box edge or table rule in the crop
+        if _chance(rng, cfg.form_line_prob if form_line_prob is None else form_line_prob, "form_line", applied):  # underline, box edge or table rule in the crop
             H, W = a.shape
             k, th = rng.random(), max(1, round(rng.uniform(0.8, 2.2) * f))
             if k < 0.5:
@@ -508,12 +517,18 @@ class TextRenderer:
         return a
 
     def _scan(self, a: np.ndarray, f: float, binarize: bool, rng: random.Random, g,
-              applied: list[str] | None) -> Image.Image:
-        """Ink on paper, then scanner and compression artefacts; downscales by `f` to scan size."""
+              applied: list[str] | None, tone: tuple[float, float] | None = None) -> Image.Image:
+        """Ink on paper, then scanner and compression artefacts; downscales by `f` to scan size.
+
+        tone: (paper, ink) gray levels chosen by the caller; None draws them (gray paper, low contrast).
+        """
         cfg, (H, W) = self.config, a.shape
-        paper = rng.uniform(190, 245) if _chance(rng, cfg.gray_paper_prob, "gray_paper", applied) else 255.0
-        ink = paper - rng.uniform(80, 150) if _chance(rng, cfg.low_contrast_prob, "low_contrast", applied) \
-            else rng.uniform(0, 30)
+        if tone is None:
+            paper = rng.uniform(190, 245) if _chance(rng, cfg.gray_paper_prob, "gray_paper", applied) else 255.0
+            ink = paper - rng.uniform(80, 150) if _chance(rng, cfg.low_contrast_prob, "low_contrast", applied) \
+                else rng.uniform(0, 30)
+        else:
+            paper, ink = tone
         bg = np.float32(paper)
         if _chance(rng, cfg.uneven_prob, "uneven", applied):  # stains and shading: a smooth low-resolution field
             blot = Image.fromarray(g.uniform(0, 1, (2, 3)).astype(np.float32)).resize((W, H), Image.BILINEAR)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import string
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +16,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 from tqdm import tqdm
 
 from crnn.charset import Charset
 from crnn.checkpoint import load_checkpoint, save_checkpoint
-from crnn.data import TRAINING_SPEC, CropStream, RealCrops, Sample, read_labelled, split_by_doc
+from crnn import splits
+from crnn.data import TRAINING_SPEC, CropStream, RealCrops, Sample, read_sources, split_by_doc
 from crnn.decoding import greedy_decode
 from crnn.image import normalize_crop, pad_batch
 from crnn.metrics import text_metrics
@@ -35,12 +38,14 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-2
     warmup: int = 500
-    real_parquet: str | None = None      # labelled crops (image, text, doc_id)
+    real_parquet: str | None = None      # labelled crops (image, text, doc_id); "a.parquet,b.parquet*4" repeats b
     real_fraction: float = 0.5           # share of real crops in each batch when synthetic data is on
+    caseless_parquet: str | None = None  # labelled crops whose labels' case is unknown (receipts), same syntax
+    caseless_fraction: float = 0.0       # their share of each batch (trained with CaseFold)
     narrow_prob: float = 0.0             # share of crops squeezed narrower (CropStream)
     synthetic: bool = True
     font_dir: str | None = None
-    val_fraction: float = 0.1            # of real documents, held out whole
+    val_fraction: float = 0.0            # more documents held out by a hash of doc_id (data outside crnn/splits.json)
     synth_val: int = 1000                # fixed-seed synthetic validation crops
     eval_every: int = 1000
     workers: int = 1
@@ -53,13 +58,52 @@ class TrainConfig:
     version: str = "dev"
 
 
+class CaseFold:
+    """CTC over case-merged classes, for labels whose case says nothing about the print.
+
+    A letter's merged class has the log-sum of its upper- and lower-case probabilities, so a receipt's
+    upper-case label `TOTAL` is matched by `Total` or `total` on the page alike, and the model keeps
+    learning case from the data that has it (forms, synthetic text).
+    """
+
+    def __init__(self, charset: Charset):
+        lower = torch.tensor(charset.encode(string.ascii_lowercase))
+        upper = torch.tensor(charset.encode(string.ascii_uppercase))
+        keep = torch.tensor([c for c in range(charset.num_classes) if c not in set(upper.tolist())])
+        self.keep, self.lower, self.upper = keep, lower, upper
+        self.merged = torch.searchsorted(keep, lower)        # where each lower-case class sits in `keep`
+        self.remap = torch.full((charset.num_classes,), -1, dtype=torch.long)
+        self.remap[keep] = torch.arange(len(keep))
+        self.remap[upper] = self.remap[lower]
+
+    def log_probs(self, log_probs: torch.Tensor) -> torch.Tensor:
+        """(T, B, C) log-probabilities -> (T, B, C - 26) over case-merged classes."""
+        out = log_probs[..., self.keep].clone()
+        out[..., self.merged] = torch.logaddexp(log_probs[..., self.lower], log_probs[..., self.upper])
+        return out
+
+    def targets(self, targets: torch.Tensor) -> torch.Tensor:
+        return self.remap.to(targets.device)[targets]
+
+
+def ctc_loss(log_probs, targets, frames, target_lengths, caseless, fold: CaseFold) -> torch.Tensor:
+    """nn.CTCLoss's mean (each crop's loss over its label length), case-merged for the `caseless` crops."""
+    kw = dict(blank=0, reduction="none", zero_infinity=True)
+    loss = F.ctc_loss(log_probs, targets, frames, target_lengths, **kw) if not caseless.all() else 0.0
+    if caseless.any():
+        merged = F.ctc_loss(fold.log_probs(log_probs), fold.targets(targets), frames, target_lengths, **kw)
+        loss = torch.where(caseless, merged, loss)
+    return (loss / target_lengths.clamp(min=1)).mean()
+
+
 def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @torch.inference_mode()
-def evaluate(model: CRNN, samples: list[Sample], charset: Charset, device, batch_size: int = 128) -> dict:
-    """Greedy-decode `samples` (sorted by width for tight batches) and score them."""
+def evaluate(model: CRNN, samples: list[Sample], charset: Charset, device, batch_size: int = 128,
+             caseless: bool = False) -> dict:
+    """Greedy-decode `samples` (sorted by width for tight batches) and score them (ignoring case if `caseless`)."""
     model.eval()
     order = sorted(range(len(samples)), key=lambda i: samples[i].crop.shape[1])
     preds = [""] * len(samples)
@@ -70,7 +114,29 @@ def evaluate(model: CRNN, samples: list[Sample], charset: Charset, device, batch
         for i, (text, _) in zip(idx, greedy_decode(model(x), torch.from_numpy(widths // 4), charset)):
             preds[i] = text
     model.train()
-    return text_metrics(preds, [s.text for s in samples])
+    labels = [s.text for s in samples]
+    if caseless:
+        preds, labels = [p.lower() for p in preds], [t.lower() for t in labels]
+    return text_metrics(preds, labels)
+
+
+def _real_crops(paths: str, charset: Charset, val_fraction: float, dataset: str, caseless: bool = False):
+    """(training crops, validation samples): documents of crnn/splits.json's validation split (and a
+    `val_fraction` hash share of documents outside it) validate; no split's document is ever trained on."""
+    cols = read_sources(paths)
+    trainable = splits.trainable(cols["doc"])
+    is_val = splits.in_split(cols["doc"], dataset, "validation")
+    if val_fraction:
+        extra = split_by_doc(cols["doc"], val_fraction) & trainable
+        is_val, trainable = is_val | extra, trainable & ~extra
+    is_val &= cols["copy"] == 0
+    train_set = RealCrops(cols["image"][trainable], cols["text"][trainable], charset, caseless=caseless)
+    val_set = RealCrops(cols["image"][is_val], cols["text"][is_val], charset, caseless=caseless)
+    print(f"{paths}: {len(train_set)} crops of {len(set(cols['doc'][trainable]))} documents train, "
+          f"{len(val_set)} of {len(set(cols['doc'][is_val]))} validate, "
+          f"{int((~trainable & ~is_val).sum())} rows of test/other held-out documents unread; "
+          f"{train_set.skipped + val_set.skipped} labels outside the charset skipped")
+    return train_set, [val_set.get(i) for i in range(len(val_set))]
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -83,16 +149,11 @@ def train(cfg: TrainConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     charset = Charset()
 
-    real = val_real = None
+    real = val_real = caseless = val_caseless = None
     if cfg.real_parquet:
-        cols = read_labelled(cfg.real_parquet)
-        is_val = split_by_doc(cols["doc"], cfg.val_fraction)
-        real = RealCrops(cols["image"][~is_val], cols["text"][~is_val], charset)
-        val_set = RealCrops(cols["image"][is_val], cols["text"][is_val], charset)
-        val_real = [val_set.get(i) for i in range(len(val_set))]
-        print(f"real crops: {len(real)} train, {len(val_real)} validation "
-              f"({int(is_val.sum())} rows from {len(set(cols['doc'][is_val]))} held-out documents; "
-              f"{real.skipped + val_set.skipped} labels outside the charset skipped)")
+        real, val_real = _real_crops(cfg.real_parquet, charset, cfg.val_fraction, "funsd")
+    if cfg.caseless_parquet:
+        caseless, val_caseless = _real_crops(cfg.caseless_parquet, charset, cfg.val_fraction, "sroie", caseless=True)
     renderer = val_synth = None
     if cfg.synthetic:
         from crnn.synth import SynthConfig, TextRenderer
@@ -118,10 +179,10 @@ def train(cfg: TrainConfig) -> Path:
         step, best, history = state["step"], state["best"], state["history"]
 
     stream = CropStream(charset, cfg.batch_size, cfg.seed + step, real, cfg.real_fraction, renderer,
-                        narrow_prob=cfg.narrow_prob)
+                        narrow_prob=cfg.narrow_prob, caseless=caseless, caseless_fraction=cfg.caseless_fraction)
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=cfg.workers,
                                          persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers else None)
-    ctc = nn.CTCLoss(blank=0, zero_infinity=True)
+    fold = CaseFold(charset)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
     bar = tqdm(total=cfg.steps, initial=step, dynamic_ncols=True, mininterval=5)
     t0, seen, loss_avg = time.time(), 0, None
@@ -140,8 +201,8 @@ def train(cfg: TrainConfig) -> Path:
         with autocast:
             logits = model(x)
         log_probs = logits.float().log_softmax(-1)
-        loss = ctc(log_probs, batch["targets"].to(device), (batch["widths"] // 4).to(device),
-                   batch["target_lengths"].to(device))
+        loss = ctc_loss(log_probs, batch["targets"].to(device), CRNN.frames(batch["widths"]).to(device),
+                        batch["target_lengths"].to(device), batch["caseless"].to(device), fold)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -156,11 +217,15 @@ def train(cfg: TrainConfig) -> Path:
             metrics = {}
             if val_real:
                 metrics["real"] = evaluate(model, val_real, charset, device)
+            if val_caseless:
+                metrics["caseless"] = evaluate(model, val_caseless, charset, device, caseless=True)
             if val_synth:
                 metrics["synthetic"] = evaluate(model, val_synth, charset, device)
             metrics["samples_per_s"] = seen / (time.time() - t0)
             history.append({"step": step, **metrics})
-            score = metrics.get("real", metrics.get("synthetic"))["exact"]
+            # best: the mean exact over the real kinds (forms, receipts), else synthetic
+            real_kinds = [metrics[k]["exact"] for k in ("real", "caseless") if k in metrics]
+            score = float(np.mean(real_kinds)) if real_kinds else metrics["synthetic"]["exact"]
             bar.write(f"step {step}: " + "  ".join(
                 f"{k}: exact {v['exact']:.4f} cer {v['cer']:.4f}" for k, v in metrics.items() if isinstance(v, dict))
                 + f"  ({metrics['samples_per_s']:.0f} samples/s)")

@@ -82,3 +82,26 @@ def test_the_seed_fixes_the_run(tmp_path, labelled):
     a, b, c = weights(tmp_path / "a", 1), weights(tmp_path / "b", 1), weights(tmp_path / "c", 2)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_case_fold_scores_a_label_in_either_case():
+    """Receipts' labels are upper case by convention: with CaseFold, `TOTAL` is matched by `Total` printed."""
+    from crnn.charset import Charset
+    from crnn.train import CaseFold, ctc_loss
+
+    cs = Charset()
+    fold = CaseFold(cs)
+    printed = cs.encode("Total")
+    # 10 frames: each printed character then a blank, each at probability 0.97
+    lp = torch.full((10, 1, cs.num_classes), 0.03 / (cs.num_classes - 1)).log()
+    for t, c in enumerate(printed):
+        lp[2 * t, 0, c], lp[2 * t + 1, 0, 0] = 0.97, 0.97
+    lp = lp.exp().div(lp.exp().sum(-1, keepdim=True)).log()
+    assert torch.allclose(fold.log_probs(lp).exp().sum(-1), torch.ones(10, 1))  # still a distribution
+    label = torch.tensor(cs.encode("TOTAL"))
+    frames, lengths = torch.tensor([10]), torch.tensor([5])
+    cased = ctc_loss(lp, label, frames, lengths, torch.tensor([False]), fold)
+    caseless = ctc_loss(lp, label, frames, lengths, torch.tensor([True]), fold)
+    as_printed = ctc_loss(lp, torch.tensor(printed), frames, lengths, torch.tensor([False]), fold)
+    assert caseless < 0.1 < 1.0 < cased                       # the print matches TOTAL only without case
+    assert torch.isclose(caseless, as_printed, rtol=0.05)      # ~ the loss of the label in the print's own case
