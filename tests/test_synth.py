@@ -83,6 +83,9 @@ def test_crops_are_grayscale_scan_sized(renderer):
         a = np.asarray(im)
         assert a.max() > a.min()  # something was drawn
     assert 10 <= np.median(heights) <= 20  # like real scanned word crops, not the model's 32
+    # the form crops alone, without the (taller) receipt lines
+    forms, rng = TextRenderer(SynthConfig(receipt_share=0.0)), random.Random(3)
+    assert 10 <= np.median([forms.sample(rng)[0].height for _ in range(200)]) <= 20
 
 
 @needs_fonts
@@ -174,3 +177,171 @@ def test_rendered_set_says_what_it_was_drawn_from(tmp_path):
     other = render_parquet(str(tmp_path / "c.parquet"), 20, seed=3, config=SynthConfig(words_file=str(tmp_path / "none")))
     assert other["words"] == "built-in list" and other["set_id"] != a["set_id"]
     assert render_parquet(str(tmp_path / "d.parquet"), 20, seed=4, config=listed)["set_id"] != a["set_id"]
+
+
+# ---- receipt lines -----------------------------------------------------------------
+NO_DEGRADATIONS = {f.name: 0.0 for f in dataclasses.fields(SynthConfig) if f.name.endswith("_prob")}
+
+
+def _components(ink: np.ndarray) -> int:
+    """Number of 4-connected components of True pixels."""
+    labels, n = np.zeros(ink.shape, np.int32), 0
+    for y, x in zip(*np.nonzero(ink)):
+        if labels[y, x]:
+            continue
+        n += 1
+        labels[y, x], stack = n, [(y, x)]
+        while stack:
+            cy, cx = stack.pop()
+            for ny, nx in ((cy + 1, cx), (cy - 1, cx), (cy, cx + 1), (cy, cx - 1)):
+                if 0 <= ny < ink.shape[0] and 0 <= nx < ink.shape[1] and ink[ny, nx] and not labels[ny, nx]:
+                    labels[ny, nx] = n
+                    stack.append((ny, nx))
+    return n
+
+
+@pytest.fixture(scope="module")
+def receipt_texts(renderer):
+    rng = random.Random(99)
+    return [renderer.receipt_text(rng) for _ in range(3000)]
+
+
+@needs_fonts
+def test_receipt_labels_are_receipt_like(receipt_texts):
+    printable = set(PRINTABLE_ASCII)
+    for t in receipt_texts:
+        assert set(t) <= printable, t
+        assert t == t.strip() and "  " not in t and t and len(t) <= 55, repr(t)
+    lengths = [len(t) for t in receipt_texts]
+    assert 6 <= np.median(lengths) <= 12 and max(lengths) >= 40  # SROIE: median 8, up to 55
+    upper = sum(t == t.upper() for t in receipt_texts) / len(receipt_texts)
+    assert 0.65 < upper < 0.95  # mostly upper case, with true mixed case
+    assert any(re.search(r"[a-z]", t) and re.search(r"[A-Z]", t) for t in receipt_texts)
+    joined = "\n".join(receipt_texts)
+    for pattern in (r"^-?\d+\.\d\d$", r"\bRM ?\d", r"@", r"\d (X|x) \d", r"%", r"\d\d-\d\d-\d\d",
+                    r"\d\d:\d\d", r"(?i)\bTEL\b", r"(?i)\bFAX\b", r"\(\d{4,7}-[A-Z]\)", r"(?i)\bGST\b.*\d{12}",
+                    r"(?i)\bTOTAL\b", r"(?i)^CASH\b", r"(?i)\bCHANGE\b", r"(?i)\bROUNDING\b", r"(?i)\bQTY\b",
+                    r"(?i)\bNO\. \d+.*JALAN\b"):
+        assert re.search(pattern, joined, re.M), pattern
+
+
+@needs_fonts
+def test_receipt_samples():
+    r = TextRenderer(SynthConfig(receipt_share=1.0))
+    rng, heights = random.Random(4), []
+    for _ in range(150):
+        applied: list[str] = []
+        im, text = r.sample(rng, applied)
+        assert applied[0] == "receipt"
+        assert set(text) <= set(PRINTABLE_ASCII) and text == " ".join(text.split()), repr(text)
+        assert im.mode == "L" and im.width >= 2 and 8 <= im.height <= 64  # SROIE crops: at most 64 px
+        a = np.asarray(im)
+        assert a.max() > a.min()
+        heights.append(im.height)
+    assert 24 <= np.median(heights) <= 40  # SROIE line crops: median 31 px
+
+
+@needs_fonts
+def test_receipt_share_zero_gives_no_receipt_lines_and_the_forms_stream():
+    r = TextRenderer(SynthConfig(receipt_share=0.0))
+    rng, again = random.Random(21), random.Random(21)
+    for _ in range(60):
+        applied: list[str] = []
+        im, text = r.sample(rng, applied)
+        assert "receipt" not in applied
+        # no draw is spent on the receipt choice: the stream is `render(text(rng))`, as before receipts
+        t = r.text(again)
+        assert (im.tobytes(), text) == (r.render(t, again).tobytes(), t)
+    share, rng, n = TextRenderer(SynthConfig(receipt_share=0.3)), random.Random(22), 0
+    for _ in range(400):
+        applied = []
+        share.sample(rng, applied)
+        n += "receipt" in applied
+    assert 0.2 < n / 400 < 0.4
+
+
+@needs_font_packages
+def test_receipt_share_zero_keeps_the_reference_test_set(tmp_path):
+    # jobs/evaluate.py's REFERENCE_SET (MODEL.md's synthetic test set) was drawn before receipt lines existed.
+    import ast
+    import pathlib
+
+    from crnn.synth import render_parquet, WORDS_FILE
+
+    source = (pathlib.Path(__file__).parents[1] / "jobs" / "evaluate.py").read_text()
+    ref = ast.literal_eval(re.search(r"^REFERENCE_SET = (\{.*?\})", source, re.M | re.S).group(1))
+    if ref["fonts"] != len(FONTS) or ref["words"] != WORDS_FILE or not os.path.exists(WORDS_FILE):
+        pytest.skip("another font set or word list: another set")
+    got = render_parquet(str(tmp_path / "ref.parquet"), ref["n"], ref["seed"], SynthConfig(receipt_share=0.0))
+    assert got["set_id"] == ref["set_id"]
+
+
+@needs_fonts
+def test_receipt_seed_reproduces_a_sample():
+    r = TextRenderer(SynthConfig(receipt_share=1.0))
+
+    def run(seed):
+        rng, out = random.Random(seed), []
+        for _ in range(20):
+            applied: list[str] = []
+            im, text = r.sample(rng, applied)
+            out.append((im.tobytes(), im.size, text, applied))
+        return out
+
+    assert run(5) == run(5) and run(5) != run(6)
+    im, text = TextRenderer(SynthConfig(receipt_share=1.0)).sample(random.Random(5))
+    assert (im.tobytes(), im.size, text) == run(5)[0][:3]
+
+
+@needs_fonts
+def test_dot_matrix_ink_is_separate_dots():
+    def counts(dot_matrix_prob):
+        r = TextRenderer(SynthConfig(**{**NO_DEGRADATIONS, "dot_matrix_prob": dot_matrix_prob, "receipt_median_px": 40.0}))
+        rng, out = random.Random(1), []
+        for _ in range(12):
+            applied: list[str] = []
+            a = np.asarray(r.render_receipt("TOTAL RM 16.50", rng, applied), dtype=np.float32)
+            assert ("dot_matrix" in applied) == (dot_matrix_prob == 1.0)
+            out.append(_components(a < (a.max() + a.min()) / 2))
+        return np.median(out)
+
+    solid, dots = counts(0.0), counts(1.0)
+    assert solid <= 20  # about one component a character
+    assert dots >= 3 * solid
+
+
+@needs_fonts
+def test_receipt_degradations_are_named_and_do_what_they_say():
+    def crops(**probs):
+        r = TextRenderer(SynthConfig(**{**NO_DEGRADATIONS, **probs}))
+        rng, out = random.Random(2), []
+        for _ in range(30):
+            applied: list[str] = []
+            out.append((r.render_receipt("CASH 50.00", rng, applied), applied))
+        return out
+
+    plain = crops()
+    assert all(not applied for _, applied in plain)
+    spaced = crops(letter_spacing_prob=1.0)
+    assert all("letter_spacing" in applied for _, applied in spaced)
+    width = lambda cs: np.median([im.width / im.height for im, _ in cs])  # noqa: E731
+    assert width(spaced) > 1.1 * width(plain)
+
+    def contrast(cs):
+        return np.median([np.percentile(a, 90) - np.percentile(a, 3)
+                          for a in (np.asarray(im, dtype=np.float32) for im, _ in cs)])
+
+    faded = crops(thermal_fade_prob=1.0)
+    assert all("thermal_fade" in applied for _, applied in faded)
+    assert contrast(faded) < contrast(plain) - 40
+
+    def gapped(receipt_gap_prob):  # column gaps are widened in the rendering only, named "wide_space"
+        r = TextRenderer(SynthConfig(**{**NO_DEGRADATIONS, "receipt_gap_prob": receipt_gap_prob}))
+        rng, out = random.Random(3), []
+        for _ in range(30):
+            applied: list[str] = []
+            out.append((r.render_receipt("CASH 50.00", rng, applied, gaps=(4,)), applied))
+            assert ("wide_space" in applied) == (receipt_gap_prob == 1.0)
+        return out
+
+    assert width(gapped(1.0)) > 1.1 * width(gapped(0.0))
