@@ -55,3 +55,84 @@ def test_accuracy_by_score_counts_kept_crops_and_their_accuracy():
     assert rows[0]["exact"] == pytest.approx(2 / 4) and rows[0]["exact_below"] == 0.0
     assert rows[1]["exact"] == pytest.approx(2 / 3) and rows[1]["exact_below"] == 0.0
     assert rows[2]["exact"] == 1.0 and rows[2]["exact_below"] == pytest.approx(1 / 4)
+
+
+# --- --split: forms and receipts of the fixed splits, side by side -----------------------------------------------
+
+def _fake_data_dir(path):
+    """Both files of ../shared/data in their schemas, a few crops each: some in the validation split's
+    documents, some in training or test documents, which must not be evaluated."""
+    from crnn import splits
+
+    path.mkdir()
+    val_f, test_f = sorted(splits.docs("funsd", "validation")), sorted(splits.docs("funsd", "test"))
+    forms = [("Date:", val_f[0]), ("Invoice", val_f[0]), ("Total", val_f[1]),   # validation: 3 crops, 2 forms
+             ("Remarks", "not-a-split-form"), ("Signature", test_f[0])]      # training and test: left out
+    rows = [{"id": f"funsd_{i}", "image": crop_bytes(t), "text": t, "doc_id": d, "entity_label": "answer",
+             "x0": 0, "y0": 0, "x1": 10, "y1": 10, "width": 10, "height": 10, "is_checkbox": False,
+             "has_nonascii": False} for i, (t, d) in enumerate(forms)]
+    pq.write_table(pa.Table.from_pylist(rows), path / splits.data_file("funsd"))
+    val_r, test_r = sorted(splits.docs("sroie", "validation")), sorted(splits.docs("sroie", "test"))
+    # Printed in mixed case, labelled upper case as SROIE does.
+    receipts = [("Total", val_r[0]), ("Cash", val_r[0]), ("Change", val_r[1]), ("Thank you", test_r[0])]
+    rows = [{"id": f"sroie_{i}", "image": crop_bytes(t), "text": t.upper(), "doc_id": d,
+             "x0": 0, "y0": 0, "x1": 10, "y1": 10, "width": 10, "height": 10} for i, (t, d) in enumerate(receipts)]
+    pq.write_table(pa.Table.from_pylist(rows), path / splits.data_file("sroie"))
+    return path
+
+
+def test_split_scores_forms_and_receipts_with_a_paired_baseline(ray_local, small_model, tmp_path, capsys):
+    from crnn.checkpoint import DEFAULT_MODEL
+    from crnn.metrics import crop_scores
+
+    data, out = _fake_data_dir(tmp_path / "data"), tmp_path / "ev"
+    assert evaluate_main(["--split", "validation", "--data-dir", str(data), "--model", str(DEFAULT_MODEL),
+                          "--baseline", small_model, "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    rep = json.loads((out / "report.json").read_text())
+    forms, receipts = rep["kinds"]["forms"], rep["kinds"]["receipts"]
+    assert (forms["rows"], forms["documents"], receipts["rows"], receipts["documents"]) == (3, 2, 3, 2)
+    assert len(pd.read_parquet(out / "forms.parquet")) == 3 and len(pd.read_parquet(out / "receipts.parquet")) == 3
+    assert set(pd.read_parquet(out / "ocr" / "forms")["id"]) == {"funsd_0", "funsd_1", "funsd_2"}
+    assert forms["headline"] == {"accuracy": "exact", "error_rate": "cer"}
+    assert receipts["headline"] == {"accuracy": "case_insensitive", "error_rate": "cer_case_insensitive"}
+    # Receipts: the shipped model reads "Total" for the label "TOTAL": right case-insensitively, wrong exactly.
+    o = receipts["overall"]
+    assert o["exact"] == 0 and o["case_insensitive"] >= 2 / 3 and o["cer_case_insensitive"] < o["cer"]
+    assert set(o["se"]) >= {"exact", "case_insensitive", "cer", "cer_case_insensitive"}
+    assert receipts["worst"] and all("id" in w for w in receipts["worst"])
+    for key in ("overall", "outside_charset", "errors", "by_label_length", "by_score", "confusions", "worst"):
+        assert key in forms and key in receipts  # report()'s keys, per kind
+    # Paired counts agree with the two outputs, crop by crop.
+    for kind, r in rep["kinds"].items():
+        model = pd.read_parquet(out / "ocr" / kind).sort_values("id")
+        base = pd.read_parquet(out / "baseline" / kind).sort_values("id")
+        assert model["id"].tolist() == base["id"].tolist()
+        metric = r["headline"]["accuracy"]
+        m = crop_scores(model["text"].fillna("").tolist(), model["text_input"].tolist())[metric]
+        b = crop_scores(base["text"].fillna("").tolist(), base["text_input"].tolist())[metric]
+        p = r["paired"]
+        assert p["metric"] == metric and p["n"] == 3
+        assert p["fixed"] == int((m & ~b).sum()) and p["broken"] == int((b & ~m).sum())
+        assert p["fixed"] + p["broken"] + p["both_right"] + p["both_wrong"] == 3
+        assert p["difference"] == pytest.approx(m.mean() - b.mean())
+        assert r["overall"][metric] == pytest.approx(m.mean())
+    assert rep["baseline"].startswith("test-small") and rep["model"] != rep["baseline"]
+    assert "forms" in printed and "receipts" in printed and "fixed" in printed and "±" in printed
+
+
+@pytest.mark.parametrize("what", ["dir", "file"])
+def test_split_without_its_data_is_one_line(tmp_path, capsys, what):
+    from crnn import splits
+
+    data = tmp_path / "data"
+    if what == "file":
+        data.mkdir()
+        (data / splits.data_file("funsd")).write_bytes(b"")  # the receipts' file is the one missing
+    assert evaluate_main(["--split", "validation", "--data-dir", str(data), "--output", str(tmp_path / "ev")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and splits.data_file("sroie") in err[0]
+    if what == "dir":  # names the folder and the files it was to hold
+        assert f"data dir {str(data)!r} not found" in err[0] and splits.data_file("funsd") in err[0]
+    else:              # names the missing file
+        assert f"{str(data / splits.data_file('sroie'))!r} not found" in err[0]
