@@ -6,10 +6,14 @@ path alone, nor its weakest frame (docTR's definition, this project's until
 2026-11-24): a frame split between a character and the blank beside it is no
 doubt about the text, and counting it as one ranked right and wrong reads
 about half as well (MODEL.md, "Confidence").
+
+`lexicon_beam_decode` also weighs an English word prior (`crnn.lexicon`) into the choice of the text,
+but not into its confidence: that stays P(text | crop).
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 
 import numpy as np
@@ -29,7 +33,11 @@ def greedy_decode(logits: torch.Tensor, lengths: torch.Tensor | None, charset: C
     Returns:
         One (text, confidence) per crop.
     """
-    log_probs = logits.float().log_softmax(-1)
+    return _greedy(logits.float().log_softmax(-1), lengths, charset)
+
+
+def _greedy(log_probs: torch.Tensor, lengths: torch.Tensor | None, charset: Charset) -> list[tuple[str, float]]:
+    """`greedy_decode` of (T, B, C) log-probabilities."""
     best = log_probs.argmax(-1)                                   # (T, B)
     T, B = best.shape
     lengths = torch.full((B,), T, dtype=torch.long) if lengths is None else lengths.long().cpu()
@@ -80,4 +88,136 @@ def beam_search_decode(logits: torch.Tensor, lengths: torch.Tensor | None, chars
             beams = dict(sorted(nxt.items(), key=lambda kv: -np.logaddexp(*kv[1]))[:beam_width])
         prefix, (pb, pnb) = max(beams.items(), key=lambda kv: np.logaddexp(*kv[1]))
         out.append((charset.decode(prefix), float(math.exp(np.logaddexp(pb, pnb)))))
+    return out
+
+
+_NEG = -math.inf
+
+
+def _lse(a: float, b: float) -> float:
+    """log(exp(a) + exp(b)) on Python floats."""
+    if a < b:
+        a, b = b, a
+    return a if b == _NEG else a + math.log1p(math.exp(b - a))
+
+
+def _fused_beam(lp: np.ndarray, symbols: str, prior, beam_width: int, alpha: float, min_logp: float,
+                blank_logp: float, n_best: int) -> list[str]:
+    """CTC prefix beam search over one crop's (n, C) log-probabilities, fused with a word prior.
+
+    A beam's rank is log P(prefix) + alpha * (prior scores of the words it has completed: a word is
+    scored when the character after it arrives, the last one at the end; `WordPrior.closing_score`).
+    Frames where the blank holds at least exp(blank_logp) only extend each prefix by a blank; elsewhere
+    only the classes of log-probability >= min_logp (at most beam_width of them) are tried.
+    Returns the n_best texts by fused score.
+    """
+    # prefix -> [log P(prefix, ending in a blank), log P(prefix, ending in its last symbol), alpha * prior]
+    beams: dict[str, list[float]] = {"": [0.0, _NEG, 0.0]}
+    top = np.argsort(-lp, axis=1)[:, :beam_width]
+    letters = prior.word_chars                                # a word goes on: nothing to score yet
+    skip = 0.0                                                 # blank log-prob of skipped frames, pending
+    for t in range(lp.shape[0]):
+        row = lp[t]
+        if row[0] >= blank_logp:
+            skip += float(row[0])
+            continue
+        if skip:
+            for e in beams.values():
+                e[0], e[1] = _lse(e[0], e[1]) + skip, _NEG
+            skip = 0.0
+        cands = [(int(c), float(row[c]), symbols[c]) for c in top[t] if row[c] >= min_logp]
+        nxt: dict[str, list[float]] = {}
+        for prefix, (pb, pnb, lm) in beams.items():
+            total = _lse(pb, pnb)
+            last = prefix[-1:]
+            closes = last in letters                           # a symbol other than a letter ends a word
+            for c, p, ch in cands:
+                if c == BLANK:
+                    e = nxt.get(prefix)
+                    if e is None:
+                        nxt[prefix] = [total + p, _NEG, lm]
+                    else:
+                        e[0] = _lse(e[0], total + p)
+                    continue
+                ext = prefix + ch
+                e = nxt.get(ext)
+                if e is None:
+                    bonus = alpha * prior.closing_score(prefix, ch) if closes and ch not in letters else 0.0
+                    e = nxt[ext] = [_NEG, _NEG, lm + bonus]
+                if ch == last:                                 # a repeat needs a blank in between
+                    e[1] = _lse(e[1], pb + p)
+                    same = nxt.get(prefix)
+                    if same is None:
+                        nxt[prefix] = [_NEG, pnb + p, lm]
+                    else:
+                        same[1] = _lse(same[1], pnb + p)
+                else:
+                    e[1] = _lse(e[1], total + p)
+        if len(nxt) > beam_width:
+            ranked = sorted(((_lse(e[0], e[1]) + e[2], k) for k, e in nxt.items()), reverse=True)
+            nxt = {k: nxt[k] for _, k in ranked[:beam_width]}
+        beams = nxt
+    final = {prefix: _lse(pb, pnb) + skip + lm + alpha * prior.closing_score(prefix, "")
+             for prefix, (pb, pnb, lm) in beams.items()}
+    return heapq.nlargest(n_best, final, key=final.get)
+
+
+def lexicon_beam_decode(logits: torch.Tensor, lengths: torch.Tensor | None, charset: Charset, prior, *,
+                        alpha: float = 0.3, gate: float = 0.9, beam_width: int = 12, n_best: int = 4,
+                        min_prob: float = 1e-3, blank_skip: float = 0.999) -> list[tuple[str, float]]:
+    """Greedy decoding, and for the unsure crops a CTC prefix beam search fused with a word prior.
+
+    Crops whose greedy reading scores >= gate keep it, exactly. The others are searched for the text that
+    maximises log P(text | crop) + alpha * prior.text_score(text) (`crnn.lexicon.WordPrior`: how much more
+    its words are English words than random letters; 0 for numbers, codes, amounts and non-words, so
+    those are read by the pixels alone). The beam's n_best texts and the greedy one are then rescored
+    with their exact CTC probabilities (batched `F.ctc_loss`) and the best fused one is returned.
+
+    Args:
+        logits, lengths, charset: as for `greedy_decode`.
+        prior: has `word_chars`, `closing_score(prefix, next_char)` and `text_score(text)` (in nats),
+            e.g. `crnn.lexicon.load_prior()`.
+        alpha: weight of the prior against the model's log-probability (0: CTC beam search alone).
+        gate: greedy score below which a crop is searched.
+        beam_width, min_prob, blank_skip: search breadth; classes under min_prob in a frame are not
+            tried, frames where the blank holds >= blank_skip only extend by a blank.
+    Returns:
+        One (text, confidence) per crop; confidence is P(text | crop) summed over alignments, the prior
+        left out, as from `greedy_decode`.
+    """
+    all_log_probs = logits.float().log_softmax(-1)
+    out = _greedy(all_log_probs, lengths, charset)
+    unsure = [b for b, (_, score) in enumerate(out) if score < gate]
+    if not unsure:
+        return out
+    T = logits.shape[0]
+    lengths = torch.full((logits.shape[1],), T, dtype=torch.long) if lengths is None else lengths.long().cpu()
+    log_probs = all_log_probs[:, unsure]                      # (T, U, C)
+    lp = log_probs.cpu().numpy()
+    symbols = " " + charset.symbols                           # index 0 (blank) is never emitted
+    cands: list[list[str]] = []
+    for u, b in enumerate(unsure):
+        texts = _fused_beam(lp[: int(lengths[b]), u], symbols, prior, beam_width, alpha,
+                            math.log(min_prob), math.log(blank_skip), n_best)
+        cands.append(list(dict.fromkeys([out[b][0], *texts])))  # the greedy text first, no duplicates
+    # Exact log P(text | crop) of every candidate, all crops at once (256 texts a call bound the memory).
+    index = {c: i + 1 for i, c in enumerate(charset.symbols)}
+    cols = [u for u, texts in enumerate(cands) for _ in texts]
+    flat = [t for texts in cands for t in texts]
+    frames = lengths[unsure]
+    ctc: list[float] = []
+    for s in range(0, len(flat), 256):
+        part, at = flat[s:s + 256], cols[s:s + 256]
+        targets = torch.tensor([index[c] for t in part for c in t], dtype=torch.long, device=log_probs.device)
+        nll = F.ctc_loss(log_probs[:, at], targets, frames[at], torch.tensor([len(t) for t in part]),
+                         blank=BLANK, reduction="none")
+        ctc += (-nll).cpu().tolist()
+    k = 0
+    for u, b in enumerate(unsure):
+        n = len(cands[u])
+        fused = [ctc[k + i] + alpha * prior.text_score(t) for i, t in enumerate(cands[u])]
+        i = max(range(n), key=fused.__getitem__)
+        if i:                                                  # i == 0: the greedy text, as greedy scored it
+            out[b] = (cands[u][i], float(min(1.0, math.exp(ctc[k + i]))))
+        k += n
     return out

@@ -15,8 +15,11 @@ import torch
 from PIL import Image
 
 from crnn.checkpoint import load_checkpoint
-from crnn.decoding import beam_search_decode, greedy_decode
+from crnn.decoding import beam_search_decode, greedy_decode, lexicon_beam_decode
 from crnn.image import ImageSpec, normalize_crop, pad_batch, prefer_turned, turned_crop
+from crnn.lexicon import load_prior
+
+DECODERS = ("greedy", "beam", "lexicon")
 
 
 class Recognizer:
@@ -26,22 +29,26 @@ class Recognizer:
         model, charset, meta: as returned by `load_checkpoint`.
         device: "cpu", "cuda", "cuda:1"...; None picks CUDA when available.
         precision: "bf16", "fp16" or "fp32"; None picks bf16 (fastest on CUDA and on recent CPUs).
-        decoder: "greedy" or "beam".
+        decoder: "lexicon" (greedy, and for the crops it is unsure of a beam search that also weighs an
+            English word prior, so that `thc` reads `the` while numbers and codes are read as the pixels
+            say; see `lexicon_beam_decode`), "greedy" (best path) or "beam" (CTC prefix beam search).
+        decoder_options: keyword arguments for the decoder function, e.g. {"alpha": 0.3, "gate": 0.9}.
         max_columns: most padded width summed over the crops of one forward pass (the batch is split
             into several passes beyond it), so wide crops cost no more memory than a batch of words:
             128 crops of width 1,024 (~0.6 GB on CPU); None: that on CPU, 4x on CUDA.
     """
 
     def __init__(self, model, charset, meta: dict, *, device: str | None = None,
-                 precision: str | None = None, decoder: str = "greedy", spec: ImageSpec = ImageSpec(),
-                 max_columns: int | None = None):
+                 precision: str | None = None, decoder: str = "lexicon", spec: ImageSpec = ImageSpec(),
+                 max_columns: int | None = None, decoder_options: dict | None = None):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.precision = precision or "bf16"
         if self.precision not in ("bf16", "fp16", "fp32"):
             raise ValueError(f"precision must be bf16, fp16 or fp32, got {self.precision!r}")
-        if decoder not in ("greedy", "beam"):
-            raise ValueError(f"decoder must be greedy or beam, got {decoder!r}")
-        self.decoder = decoder
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+        self.decoder, self.decoder_options = decoder, dict(decoder_options or {})
+        self.prior = load_prior() if decoder == "lexicon" else None
         self.max_columns = max_columns or (4 if self.device.type == "cuda" else 1) * 128 * 1024
         self.charset, self.meta, self.spec = charset, meta, spec
         self.model = model.eval().to(self.device, memory_format=torch.channels_last)
@@ -80,8 +87,10 @@ class Recognizer:
         with self._autocast():
             logits = self.model(x)
         lengths = torch.from_numpy(np.asarray(widths) // 4)
+        if self.decoder == "lexicon":
+            return lexicon_beam_decode(logits, lengths, self.charset, self.prior, **self.decoder_options)
         if self.decoder == "beam":
-            return beam_search_decode(logits, lengths, self.charset)
+            return beam_search_decode(logits, lengths, self.charset, **self.decoder_options)
         return greedy_decode(logits, lengths, self.charset)
 
     def recognize(self, images, batch_size: int = 64) -> list[tuple[str, float]]:

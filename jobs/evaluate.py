@@ -192,20 +192,22 @@ def evaluate_split(args, out: Path) -> dict:
         raise UserError(f"{' and '.join(repr(str(p.resolve())) for p in absent)} not found (--split needs "
                         f"{' and '.join(p.name for p in files.values())} in --data-dir {str(data_dir)!r})")
     baseline = None if args.baseline in (None, "shipped") else args.baseline
-    run_baseline = args.baseline != "none" and not _same_model(args.model, baseline)
+    baseline_decoder = args.baseline_decoder or args.decoder
+    run_baseline = args.baseline != "none" and not (_same_model(args.model, baseline) and baseline_decoder == args.decoder)
     check_model(args.model, args.decoder)
     if run_baseline:
-        check_model(baseline, args.decoder, "--baseline")
+        check_model(baseline, baseline_decoder, "--baseline")
     if args.split == "test":
         print(TEST_REMINDER)
     if out.exists():  # after the checks: a mistyped flag leaves the last run's output alone
         shutil.rmtree(out)
     out.mkdir(parents=True)
 
-    rep = {"split": args.split, "data_dir": str(data_dir.resolve()), "decoder": args.decoder, "se_method": SE_METHOD,
+    rep = {"split": args.split, "data_dir": str(data_dir.resolve()), "decoder": args.decoder,
+           "baseline_decoder": baseline_decoder if run_baseline else None, "se_method": SE_METHOD,
            "model_path": args.model, "baseline_path": baseline if run_baseline else None, "kinds": {}}
     if args.baseline != "none" and not run_baseline:
-        rep["baseline_skipped"] = "--model is the baseline (the same checkpoint): nothing to compare"
+        rep["baseline_skipped"] = "--model is the baseline (the same checkpoint and decoder): nothing to compare"
     for kind, k in KINDS.items():
         subset, rows, found, expected = _read_split(data_dir, kind, args.split, out)
         summary, df = _run(subset, out / "ocr" / kind, args.model, args.decoder)
@@ -218,7 +220,7 @@ def evaluate_split(args, out: Path) -> dict:
              "wall_s": summary["wall_s"],
              **report(df, label, groups=groups, case_insensitive=k["case_insensitive"])}
         if run_baseline:
-            bsummary, bdf = _run(subset, out / "baseline" / kind, baseline, args.decoder)
+            bsummary, bdf = _run(subset, out / "baseline" / kind, baseline, baseline_decoder)
             if bdf["id"].tolist() != df["id"].tolist():
                 raise RuntimeError(f"{kind}: the baseline's output rows differ from the model's (ids do not match)")
             rep["baseline"] = bsummary["model"]
@@ -279,7 +281,7 @@ def print_split(rep: dict) -> None:
         print(f"{kind} commonest confusions (label -> predicted): " +
               ", ".join(f"{c['label']!r}->{c['predicted']!r} x{c['count']}" for c in r["confusions"][:8]))
     if "baseline" in rep:
-        print(f"paired against baseline {rep['baseline']} on the same crops (headline metric; the sign test takes "
+        print(f"paired against baseline {rep['baseline']} (decoder {rep['baseline_decoder']}) on the same crops (headline metric; the sign test takes "
               f"crops as independent, the differences' SEs are by document):")
         for kind, r in kinds.items():
             p, b = r["paired"], r["baseline_overall"]
@@ -302,7 +304,10 @@ def main(argv=None) -> int:
                    help=f"with --split: the folder holding {' and '.join(splits.data_file(k['dataset']) for k in KINDS.values())}")
     p.add_argument("--baseline", metavar="MODEL",
                    help="with --split: checkpoint to compare with on the same crops (default: the shipped model; "
-                        "'none': no baseline); skipped when it is --model")
+                        "'none': no baseline); skipped when it is --model with the same decoder")
+    p.add_argument("--baseline-decoder", metavar="DECODER",
+                   help="with --split: the baseline's decoder (default: --decoder), e.g. --decoder lexicon "
+                        "--baseline-decoder greedy compares two decoders on one model")
     p.add_argument("--input", help="labelled Parquet (file, folder or prefix)")
     p.add_argument("--synthetic", type=int, metavar="N",
                    help="instead of --input: N rendered crops (crnn.synth) with a fixed --seed, label column 'truth'")

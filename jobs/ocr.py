@@ -35,7 +35,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per model actor (default 0: CPU)")
     p.add_argument("--threads", type=int, help="torch threads per CPU actor (default: all CPUs)")
     p.add_argument("--precision", choices=["bf16", "fp16", "fp32"], help="autocast precision (default bf16)")
-    p.add_argument("--decoder", choices=["greedy", "beam"], default="greedy")
+    p.add_argument("--decoder", choices=["lexicon", "greedy", "beam"], default=OcrOptions.decoder,
+                   help="lexicon (default): greedy, and for crops it is unsure of (score < 0.9) a beam search "
+                        "that favours English words, so 'thc' reads 'the' while numbers, codes and non-words are "
+                        "read as the pixels say; greedy: best path only (faster); beam: CTC prefix beam search. "
+                        "The score is always the model's probability of the text")
     p.add_argument("--max-width", type=int, default=OcrOptions.max_width,
                    help="widest crop after resizing to height 32; wider ones are squeezed to it")
     p.add_argument("--vertical-ratio", type=float, default=OcrOptions.vertical_ratio,

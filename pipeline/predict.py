@@ -37,7 +37,7 @@ class CRNNPredictor:
     """
 
     def __init__(self, model_path: str | None = None, device: str | None = None, precision: str | None = None,
-                 decoder: str = "greedy", threads: int = 0, journal_dir: str | None = None):
+                 decoder: str = "lexicon", threads: int = 0, journal_dir: str | None = None):
         self.threads = threads
         _return_freed_memory()
         self.recognizer = Recognizer.load(model_path, device=device, precision=precision, decoder=decoder)

@@ -43,7 +43,7 @@ class OcrOptions:
     num_gpus: float = 0.0                # GPUs per actor (0: CPU actors)
     threads: int | None = None           # torch threads per CPU actor; default: all CPUs of this node
     precision: str | None = None         # bf16 | fp16 | fp32 (default bf16)
-    decoder: str = "greedy"              # greedy | beam
+    decoder: str = "lexicon"             # lexicon (English word prior on unsure crops) | greedy | beam
     min_width: int = ImageSpec.min_width
     max_width: int = ImageSpec.max_width
     vertical_ratio: float = ImageSpec.vertical_ratio  # crops this much taller than wide are also read turned; 0: never

@@ -3,9 +3,11 @@ import math
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from crnn.charset import Charset
-from crnn.decoding import beam_search_decode, greedy_decode
+from crnn.decoding import beam_search_decode, greedy_decode, lexicon_beam_decode
+from crnn.lexicon import load_prior
 
 CS = Charset()
 # Class ids in the default charset (symbol i is class i + 1), written out by hand.
@@ -193,3 +195,131 @@ def test_beam_repeat_needs_blank_and_respects_lengths():
     assert [t for t, _ in full] == ["aab", "ab"]
     for _, p in out + full:
         assert 0.0 <= p <= 1.0 + 1e-9
+
+
+# ---- beam search fused with the English word prior ------------------------------------------------
+
+def spread(spec, C=96):
+    """(T, C) log-probabilities from one {symbol: probability} per frame ("" is the blank); the rest of
+    each frame's mass is shared by the other classes."""
+    rows = []
+    for probs in spec:
+        rest = (1.0 - sum(probs.values())) / (C - len(probs))
+        row = torch.full((C,), rest, dtype=torch.float64)
+        for sym, p in probs.items():
+            row[0 if sym == "" else CS.symbols.index(sym) + 1] = p
+        rows.append(row.log())
+    return torch.stack(rows)
+
+
+def word(text, doubt=None, p=0.99):
+    """Frames spelling text, a blank after each symbol; doubt = {position: {symbol: p, ...}}."""
+    spec = []
+    for i, ch in enumerate(text):
+        spec += [(doubt or {}).get(i, {ch: p}), {"": p}]
+    return spread(spec)
+
+
+def ctc_probability(log_probs, text):
+    """P(text | frames) by F.ctc_loss, for one (T, C) crop."""
+    target = torch.tensor([CS.symbols.index(c) + 1 for c in text], dtype=torch.long)
+    nll = F.ctc_loss(log_probs[:, None].float(), target[None], torch.tensor([log_probs.shape[0]]),
+                     torch.tensor([len(text)]), blank=0, reduction="sum")
+    return math.exp(-float(nll))
+
+
+@pytest.fixture(scope="module")
+def prior():
+    return load_prior()
+
+
+def test_lexicon_fixes_a_near_tie_in_a_word(prior):
+    logits = word("thc", doubt={2: {"c": 0.5, "e": 0.45}})[:, None]
+    assert greedy_decode(logits, None, CS)[0][0] == "thc"
+    text, score = lexicon_beam_decode(logits, None, CS, prior)[0]
+    assert text == "the"
+    assert score == pytest.approx(ctc_probability(logits[:, 0], "the"), rel=1e-4)
+    assert score < greedy_decode(logits, None, CS)[0][1]       # the prior chose it, not the pixels
+
+
+def test_lexicon_fixes_a_letter_inside_a_long_word_and_in_a_line(prior):
+    logits = word("confidcntial", doubt={6: {"c": 0.7, "e": 0.28}})[:, None]
+    assert lexicon_beam_decode(logits, None, CS, prior)[0][0] == "confidential"
+    line = word("reaister thc form", doubt={2: {"a": 0.6, "g": 0.38}, 11: {"c": 0.55, "e": 0.43}})[:, None]
+    assert greedy_decode(line, None, CS)[0][0] == "reaister thc form"
+    assert lexicon_beam_decode(line, None, CS, prior)[0][0] == "register the form"
+
+
+def test_lexicon_keeps_what_the_model_is_sure_of(prior):
+    logits = word("thc", doubt={2: {"c": 0.985, "e": 0.01}})[:, None]
+    assert greedy_decode(logits, None, CS)[0][1] >= 0.9
+    assert lexicon_beam_decode(logits, None, CS, prior)[0][0] == "thc"               # gated out
+    # Searched too (no gate): 0.985 against 0.01 outweighs the prior at the default alpha.
+    assert lexicon_beam_decode(logits, None, CS, prior, gate=1.01)[0][0] == "thc"
+    # With no weight on the prior it is CTC prefix beam search alone.
+    near = word("thc", doubt={2: {"c": 0.5, "e": 0.45}})[:, None]
+    assert lexicon_beam_decode(near, None, CS, prior, alpha=0.0, gate=1.01)[0][0] == "thc"
+
+
+def test_lexicon_never_changes_digits_codes_and_amounts(prior):
+    # Each confusable symbol nearly tied with a letter or digit: the pixels' reading stays, either way.
+    cases = [("12.50", {3: {"5": 0.55, "S": 0.44}}), ("12.S0", {3: {"S": 0.55, "5": 0.44}}),
+             ("A3-77", {1: {"3": 0.55, "B": 0.44}}), ("10", {0: {"1": 0.5, "l": 0.49}, 1: {"0": 0.5, "o": 0.49}}),
+             ("L3S", {1: {"3": 0.6, "J": 0.39}}), ("BRC", {2: {"C": 0.6, "O": 0.39}}),
+             ("2019", {i: {d: 0.8, a: 0.19} for i, (d, a) in enumerate(zip("2019", "ZOlg"))})]
+    for text, doubt in cases:
+        logits = word(text, doubt=doubt)[:, None]
+        assert greedy_decode(logits, None, CS)[0][0] == text
+        for gate in (0.9, 1.01):
+            assert lexicon_beam_decode(logits, None, CS, prior, alpha=1.0, gate=gate)[0][0] == text, text
+
+
+def test_lexicon_score_is_the_ctc_probability_of_the_returned_text(prior):
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(24, 6, 96, generator=g) * 3
+    for b, t in enumerate(["the ", "thc", "and", "12.5", "of", "tobaccc"]):   # some mass on real words
+        logits[: 2 * len(t), b] += 4 * word(t, p=0.6).float()
+    lengths = torch.tensor([24, 9, 17, 5, 24, 20])
+    out = lexicon_beam_decode(logits, lengths, CS, prior, gate=1.01)
+    assert len(out) == 6
+    assert sum(o[0] != g[0] for o, g in zip(out, greedy_decode(logits, lengths, CS))) >= 2   # the beam's own texts
+    for b, (text, score) in enumerate(out):
+        lp = logits[: lengths[b], b].double().log_softmax(-1)
+        assert score == pytest.approx(ctc_probability(lp, text), rel=1e-4, abs=1e-12)
+        assert 0.0 <= score <= 1.0
+
+
+def test_lexicon_gate_leaves_sure_crops_exactly_as_greedy(prior):
+    crops = [word("thc", doubt={2: {"c": 0.5, "e": 0.45}}), word("thc"), word("A3-77"),
+             word("hello", doubt={1: {"e": 0.7, "a": 0.29}}), word("the form")]
+    T = max(c.shape[0] for c in crops)
+    logits = torch.stack([torch.cat([c, word("x" * T)[: T - c.shape[0]]]) for c in crops], dim=1).float()
+    lengths = torch.tensor([c.shape[0] for c in crops])
+    greedy = greedy_decode(logits, lengths, CS)
+    out = lexicon_beam_decode(logits, lengths, CS, prior)
+    for g, o in zip(greedy, out):
+        if g[1] >= 0.9:
+            assert o == g                                            # the same text and the same float
+    assert out[0][0] == "the" and greedy[0][0] == "thc"
+    assert [t for t, _ in out[1:]] == ["thc", "A3-77", "hello", "the form"]
+
+
+def test_lexicon_alpha_zero_finds_the_most_probable_labelling(prior):
+    # As test_beam_three_classes_hand_computed: P("a") = .56 beats greedy's "" (.25).
+    cs = Charset("ab")
+    logits = torch.tensor([[0.5, 0.4, 0.1], [0.5, 0.4, 0.1]]).log()[:, None, :]
+    text, p = lexicon_beam_decode(logits, None, cs, prior, alpha=0.0, gate=1.01)[0]
+    assert text == "a" and p == pytest.approx(0.56, abs=1e-5)
+    assert lexicon_beam_decode(logits, torch.tensor([0]), cs, prior, gate=1.01)[0][0] == ""
+
+
+def test_lexicon_many_unsure_crops_in_one_batch(prior):
+    # More candidate texts than one rescoring call takes: every crop still decoded and scored alone.
+    near = word("thc", doubt={2: {"c": 0.5, "e": 0.45}})
+    code = word("A3-77", doubt={1: {"3": 0.55, "B": 0.44}})
+    logits = torch.stack([near, code[: near.shape[0]]] * 60, dim=1)
+    out = lexicon_beam_decode(logits, None, CS, prior)
+    alone = [lexicon_beam_decode(logits[:, b:b + 1], None, CS, prior)[0] for b in range(2)]
+    assert [t for t, _ in out] == [t for t, _ in alone] * 60
+    assert [s for _, s in out] == pytest.approx([s for _, s in alone] * 60, rel=1e-5)
+    assert alone[0][0] == "the"
