@@ -5,7 +5,7 @@ CTC alignments (what `nn.CTCLoss` computes), from either decoder. Not the best
 path alone, nor its weakest frame (docTR's definition, this project's until
 2026-11-24): a frame split between a character and the blank beside it is no
 doubt about the text, and counting it as one ranked right and wrong reads
-about half as well (MODEL.md, "Confidence").
+about half as well (MODEL_HISTORY.md, "Confidence").
 
 `lexicon_beam_decode` also weighs an English word prior (`crnn.lexicon`) into the choice of the text,
 but not into its confidence: that stays P(text | crop).

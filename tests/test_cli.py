@@ -66,7 +66,7 @@ def test_address_with_nothing_listening_is_one_line(small_model, tmp_path):
     t = time.time()
     res = _cli(["--input", str(src), "--output", str(tmp_path / "out"), "--model", small_model,
                 "--address", address], _env())
-    assert time.time() - t < 60
+    assert time.time() - t < 180                               # not ray.init's ~14 minutes of retries
     assert res.returncode == 2, res.stderr[-3000:]
     err = _one_error_line(res.stderr)
     assert address in err and "--address local" in err and "from --address" in err
