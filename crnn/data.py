@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import random
 import re
 import zlib
@@ -14,7 +13,7 @@ import torch
 from PIL import Image
 
 from crnn.charset import Charset, normalize
-from crnn.image import ImageSpec, is_tall, normalize_crop, pad_batch
+from crnn.image import ImageSpec, decode_image, is_tall, normalize_crop, pad_batch, to_gray
 
 # Training squeezes crops wider than 1,024 (after resizing to height 32), as every shipped model was
 # trained, so old training commands replay exactly; inference (ImageSpec's default) squeezes beyond 4,096.
@@ -68,7 +67,8 @@ class RealCrops:
         self.caseless = caseless
         keep = [i for i, t in enumerate(texts) if t and charset.can_encode(t)]
         self.texts = [normalize(texts[i]) for i in keep]
-        self.images = [self._upright(Image.open(io.BytesIO(images[i])).convert("L"), text, spec)
+        # Decoded exactly as the pipeline decodes them (EXIF orientation, transparency on white).
+        self.images = [self._upright(to_gray(decode_image(images[i], spec)), text, spec)
                        for i, text in zip(keep, self.texts)]
         self.spec = spec
         self.skipped = len(texts) - len(keep)

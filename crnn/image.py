@@ -7,7 +7,7 @@ contrast stretched to the full 0..255 range, dark text on a light background
 
 Crops at least `vertical_ratio` times taller than wide may hold vertical text
 (margin numbers, turned table heads): `turned_crop` gives their reading
-turned upright, and `prefer_turned` picks between the two readings.
+turned upright (`crnn.recognizer.prefer_turned` picks between the two readings).
 """
 
 from __future__ import annotations
@@ -203,18 +203,6 @@ def turned_crop(img: Image.Image, spec: ImageSpec = ImageSpec()) -> np.ndarray |
     """A tall crop turned a quarter counter-clockwise and normalised (vertical text runs top to bottom,
     as margin and spine text does in English documents); None for other crops."""
     return normalize_crop(img.transpose(Image.Transpose.ROTATE_90), spec) if is_tall(img, spec) else None
-
-
-def prefer_turned(upright: tuple[str, float], turned: tuple[str, float]) -> bool:
-    """Whether a tall crop's turned reading is the text, given both (text, confidence) readings.
-
-    A tall crop read upright holds one narrow glyph ("1", "(", ":"); vertical text read upright
-    collapses to one or two symbols. The turned reading must find more characters, with a higher
-    confidence: on FUNSD's 172 tall crops, right turned readings scored 1.2x to 7x their upright
-    reading, wrong ones ("$" turned reads "42", ":" reads "..") at most 0.83x.
-    """
-    (text, score), (turned_text, turned_score) = upright, turned
-    return len(turned_text) > max(len(text), 1) and turned_score > score
 
 
 def _is_light_on_dark(a: np.ndarray) -> bool:

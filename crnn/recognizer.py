@@ -16,7 +16,7 @@ from PIL import Image
 
 from crnn.checkpoint import load_checkpoint
 from crnn.decoding import beam_search_decode, greedy_decode, lexicon_beam_decode
-from crnn.image import ImageSpec, normalize_crop, pad_batch, prefer_turned, turned_crop
+from crnn.image import ImageSpec, normalize_crop, pad_batch, turned_crop
 from crnn.lexicon import load_prior
 
 DECODERS = ("greedy", "beam", "lexicon")
@@ -86,7 +86,7 @@ class Recognizer:
         x = self.model.prepare(x).contiguous(memory_format=torch.channels_last)
         with self._autocast():
             logits = self.model(x)
-        lengths = torch.from_numpy(np.asarray(widths) // 4)
+        lengths = self.model.frames(torch.from_numpy(np.asarray(widths)))
         if self.decoder == "lexicon":
             return lexicon_beam_decode(logits, lengths, self.charset, self.prior, **self.decoder_options)
         if self.decoder == "beam":
@@ -96,12 +96,26 @@ class Recognizer:
     def recognize(self, images, batch_size: int = 64) -> list[tuple[str, float]]:
         """PIL images or uint8 arrays (gray HxW or HxWxC) -> one (text, confidence) each, in order.
 
-        Tall crops are also read turned a quarter (vertical text); see `crnn.image.prefer_turned`.
+        Tall crops are also read turned a quarter (vertical text); see `prefer_turned`.
         """
         images = [im if isinstance(im, Image.Image) else Image.fromarray(np.asarray(im)) for im in images]
-        results = self._read([normalize_crop(im, self.spec) for im in images], batch_size)
-        turned = {i: c for i, im in enumerate(images) if (c := turned_crop(im, self.spec)) is not None}
-        for i, reading in zip(turned, self._read(list(turned.values()), batch_size)):
+        return self.read([normalize_crop(im, self.spec) for im in images],
+                         [turned_crop(im, self.spec) for im in images], batch_size)
+
+    def read(self, crops: list[np.ndarray], turned: list[np.ndarray | None] | None = None,
+             batch_size: int = 64) -> list[tuple[str, float]]:
+        """Normalised crops -> one (text, confidence) each, in order: the one recognition path of
+        inference, evaluation and benchmarks.
+
+        Args:
+            crops: (32, w) uint8 arrays (`crnn.image.normalize_crop`).
+            turned: for each crop, its quarter-turned reading (`crnn.image.turned_crop`) or None; where
+                given, the turned reading replaces the upright one if `prefer_turned` says so.
+            batch_size: crops per forward pass, cut from the crops sorted by width (little padding).
+        """
+        results = self._read(crops, batch_size)
+        tall = [i for i, c in enumerate(turned or ()) if c is not None]
+        for i, reading in zip(tall, self._read([turned[i] for i in tall], batch_size)):
             if prefer_turned(results[i], reading):
                 results[i] = reading
         return results
@@ -114,3 +128,15 @@ class Recognizer:
             for i, r in zip(idx, self.predict_padded(*pad_batch([crops[i] for i in idx]))):
                 results[i] = r
         return results
+
+
+def prefer_turned(upright: tuple[str, float], turned: tuple[str, float]) -> bool:
+    """Whether a tall crop's turned reading is the text, given both (text, confidence) readings.
+
+    A tall crop read upright holds one narrow glyph ("1", "(", ":"); vertical text read upright
+    collapses to one or two symbols. The turned reading must find more characters, with a higher
+    confidence: on FUNSD's 172 tall crops, right turned readings scored 1.2x to 7x their upright
+    reading, wrong ones ("$" turned reads "42", ":" reads "..") at most 0.83x.
+    """
+    (text, score), (turned_text, turned_score) = upright, turned
+    return len(turned_text) > max(len(text), 1) and turned_score > score

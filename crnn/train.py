@@ -111,7 +111,7 @@ def evaluate(model: CRNN, samples: list[Sample], charset: Charset, device, batch
         idx = order[s:s + batch_size]
         images, widths = pad_batch([samples[i].crop for i in idx])
         x = CRNN.prepare(torch.from_numpy(images).to(device))
-        for i, (text, _) in zip(idx, greedy_decode(model(x), torch.from_numpy(widths // 4), charset)):
+        for i, (text, _) in zip(idx, greedy_decode(model(x), model.frames(torch.from_numpy(widths)), charset)):
             preds[i] = text
     model.train()
     labels = [s.text for s in samples]

@@ -2,7 +2,7 @@
 
     python -m jobs.benchmark --input ../shared/data/funsd_train_words.parquet --n 3000
 
-- model alone: preprocessed crops, width-sorted batches, forward + greedy decode, in this process;
+- model alone: preprocessed crops, width-sorted batches, forward + the default decoder (`Recognizer.read`), in this process;
 - pipeline: `python -m jobs.ocr` as a user runs it (Parquet in -> Parquet out, Ray start included);
 - tesseract: 5.x `--psm 7`, one process per core over a list of PNG files, OMP_THREAD_LIMIT=1.
 Prints a table (crops/s, exact accuracy) and writes it as JSON with --json.
@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from crnn.charset import normalize
-from crnn.image import normalize_crop, pad_batch
+from crnn.image import normalize_crop
 from crnn.metrics import text_metrics
 from crnn.recognizer import Recognizer
 
@@ -38,15 +38,9 @@ def bench_model(images: list[bytes], model: str | None, batch_size: int, threads
     torch.set_num_threads(threads)
     rec = Recognizer.load(model)
     crops = [normalize_crop(Image.open(io.BytesIO(b))) for b in images]
-    order = np.argsort([c.shape[1] for c in crops], kind="stable")
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    padded = [pad_batch([crops[i] for i in idx]) for idx in batches]
-    rec.predict_padded(*padded[0])  # warm-up
-    preds = [""] * len(crops)
+    rec.read(crops[:batch_size], batch_size=batch_size)  # warm-up
     t = time.perf_counter()
-    for idx, (x, w) in zip(batches, padded):
-        for i, (text, _) in zip(idx, rec.predict_padded(x, w)):
-            preds[i] = text
+    preds = [text for text, _ in rec.read(crops, batch_size=batch_size)]
     return len(crops) / (time.perf_counter() - t), preds
 
 

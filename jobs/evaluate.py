@@ -54,7 +54,7 @@ from crnn.metrics import (accuracy_by_score, confusions, crop_scores, metric_err
 from crnn.recognizer import Recognizer
 from crnn.synth import SynthConfig, render_parquet
 from pipeline.errors import UserError
-from pipeline.predict import OUTPUT_COLUMNS
+from pipeline.schema import output_name
 from pipeline.read import find_source
 from pipeline.run import OcrOptions, run_ocr
 from pipeline.storage import Storage
@@ -373,11 +373,11 @@ def main(argv=None) -> int:
         summary = run_ocr(OcrOptions(input=source, output=str(out / "ocr"), model=args.model,
                                      image_column=args.image_column, decoder=args.decoder))
         df = pd.read_parquet(out / "ocr")
-        label = args.label_column + "_input" if args.label_column in OUTPUT_COLUMNS else args.label_column
+        label = output_name(args.label_column)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    doc = args.doc_column + "_input" if args.doc_column in OUTPUT_COLUMNS else args.doc_column
+    doc = output_name(args.doc_column)
     by_doc = doc in df.columns
     groups = df[doc].astype(str).tolist() if by_doc else list(range(len(df)))
     rep = {"model": summary["model"], "input": args.input, "rows": len(df),

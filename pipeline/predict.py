@@ -11,19 +11,17 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from crnn.image import prefer_turned
 from crnn.recognizer import Recognizer
-from pipeline.batch import padded_crops
-from pipeline.preprocess import PIXELS, TURNED, TURNED_WIDTH, WIDTH
+from pipeline.batch import batch_crops
+from pipeline.schema import ERROR, INTERNAL_COLUMNS, MODEL, OUTPUT_COLUMNS, PIXELS, SCORE, TEXT, WIDTH
 
-OUTPUT_COLUMNS = ("text", "score", "error", "model")  # added after the input's own columns
 CRASHED = "crashed the model process"                  # the error of a crop that kills the actor every time
 
 
 class CRNNPredictor:
     """Callable class for `Dataset.map_batches(..., compute=ActorPoolStrategy(...))`.
 
-    Tall crops are read a second time, turned (see `preprocess.py`); `prefer_turned` keeps one reading.
+    Arrow in -> `Recognizer.read` (tall crops also read turned, see `preprocess.py`) -> Arrow out.
     A batch that killed the actor is retried by Ray on the restarted actor; `CrashJournal` tells the retry
     which rows were being read at the death, so it reads them in eighths until the crop that still kills
     it is alone, and gives that crop an error row instead of crashing again.
@@ -52,7 +50,7 @@ class CRNNPredictor:
         texts = np.full(batch.num_rows, None, dtype=object)
         scores = np.zeros(batch.num_rows, np.float32)
         ok = batch.column(WIDTH).to_numpy() > 0
-        errors = batch.column("error").to_pylist()
+        errors = batch.column(ERROR).to_pylist()
         if self.journal is None:
             self._read(batch, 0, batch.num_rows, texts, scores)
         else:
@@ -65,27 +63,28 @@ class CRNNPredictor:
                 self.journal.reading(key, lo, hi, crashed)
                 self._read(batch, lo, hi, texts, scores)
             self.journal.close(key)
-        out = batch.drop_columns([PIXELS, WIDTH, TURNED, TURNED_WIDTH, "error"])
-        out = out.append_column("text", pa.array(np.where(ok, texts, None), pa.string()))
-        out = out.append_column("score", pa.array(scores, pa.float32(), mask=~ok))
-        out = out.append_column("error", pa.array(errors, pa.string()))
-        out = out.append_column("model", pa.array([self.model_id] * batch.num_rows, pa.string()))
+        out = batch.drop_columns([*INTERNAL_COLUMNS, ERROR])
+        out = out.append_column(TEXT, pa.array(np.where(ok, texts, None), pa.string()))
+        out = out.append_column(SCORE, pa.array(scores, pa.float32(), mask=~ok))
+        out = out.append_column(ERROR, pa.array(errors, pa.string()))
+        out = out.append_column(MODEL, pa.array([self.model_id] * batch.num_rows, pa.string()))
         carried = [c for c in out.column_names if c not in OUTPUT_COLUMNS]
         return out.select(carried + list(OUTPUT_COLUMNS))
 
     def _read(self, batch: pa.Table, lo: int, hi: int, texts: np.ndarray, scores: np.ndarray) -> None:
         """Read rows lo:hi of the batch into texts/scores (upright, then the turned reading of tall crops)."""
         part = batch.slice(lo, hi - lo)
-        crops, widths, ok = padded_crops(part)
-        if len(crops):
-            results = self.recognizer.predict_padded(crops, widths)
-            texts[lo:hi][ok] = [t for t, _ in results]
-            scores[lo:hi][ok] = [s for _, s in results]
-        crops, widths, tall = padded_crops(part, turned=True)
-        if len(crops):
-            for i, reading in zip(lo + np.flatnonzero(tall), self.recognizer.predict_padded(crops, widths)):
-                if prefer_turned((texts[i], scores[i]), reading):
-                    texts[i], scores[i] = reading
+        crops, ok = batch_crops(part)
+        if not crops:
+            return
+        turned = [None] * len(part)
+        turns, tall = batch_crops(part, turned=True)
+        for i, crop in zip(np.flatnonzero(tall), turns):
+            turned[i] = crop
+        # The rows come sorted by width (`sort_by_width`): read as one model batch, as Ray Data cut it.
+        results = self.recognizer.read(crops, [turned[i] for i in np.flatnonzero(ok)], batch_size=len(crops))
+        texts[lo:hi][ok] = [t for t, _ in results]
+        scores[lo:hi][ok] = [s for _, s in results]
 
 
 def _return_freed_memory() -> None:

@@ -15,9 +15,8 @@ import numpy as np
 import pyarrow as pa
 
 from crnn.image import ImageError, ImageSpec, decode_image, normalize_crop, turned_crop
+from pipeline.schema import ERROR, PIXELS, TURNED, TURNED_WIDTH, WIDTH
 
-PIXELS, WIDTH = "_pixels", "_width"
-TURNED, TURNED_WIDTH = "_turned", "_turned_width"
 
 
 def preprocess_batch(batch: pa.Table, image_column: str, spec: ImageSpec = ImageSpec()) -> pa.Table:
@@ -46,7 +45,7 @@ def preprocess_batch(batch: pa.Table, image_column: str, spec: ImageSpec = Image
     out = out.append_column(WIDTH, pa.array(np.asarray(widths, np.int32)))
     out = out.append_column(TURNED, pa.array(turned, pa.binary()))
     out = out.append_column(TURNED_WIDTH, pa.array(np.asarray(turned_widths, np.int32)))
-    return out.append_column("error", pa.array(errors, pa.string()))
+    return out.append_column(ERROR, pa.array(errors, pa.string()))
 
 
 def _reason(e: Exception) -> str:

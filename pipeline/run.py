@@ -21,9 +21,10 @@ from crnn.image import ImageSpec
 from pipeline.batch import sort_by_width
 from pipeline.errors import JobFailed, UserError
 from pipeline.logs import without_false_alarms
-from pipeline.predict import OUTPUT_COLUMNS, CRNNPredictor
+from pipeline.predict import CRNNPredictor
 from pipeline.preprocess import preprocess_batch
 from pipeline.read import Source, find_source, read_crops
+from pipeline.schema import OUTPUT_COLUMNS, OUTPUT_FIELDS, output_name
 from pipeline.storage import Storage
 from pipeline.write import OutputWriter
 
@@ -99,9 +100,9 @@ def run_ocr(opts: OcrOptions) -> dict:
     ds = read_crops(src_store, source, opts.image_column)
     clashes = [c for c in source.columns if c in OUTPUT_COLUMNS]
     if clashes:  # the input's own `text` (a label, say) must survive next to the prediction
-        ds = ds.rename_columns({c: f"{c}_input" for c in clashes})
-        print(f"note: input columns {clashes} are written as {[c + '_input' for c in clashes]}")
-        id_column = f"{id_column}_input" if id_column in clashes else id_column
+        ds = ds.rename_columns({c: output_name(c) for c in clashes})
+        print(f"note: input columns {clashes} are written as {[output_name(c) for c in clashes]}")
+        id_column = output_name(id_column) if id_column in clashes else id_column
     if len(done):
         print(f"resuming: {len(done)} of {rows_in} rows already done")
         ds = ds.map_batches(_drop_done, fn_kwargs={"id_column": id_column, "done": done}, batch_format="pyarrow")
@@ -193,10 +194,8 @@ def _empty_output(opts: OcrOptions, writer: OutputWriter, store: Storage, source
                   model_id: str, t0: float) -> dict:
     """The output of an input of no rows: one empty part with the output's schema, a summary, `_SUCCESS`."""
     schema = store.call("reading Parquet schema", pq.read_schema, source.files[0], filesystem=store.arrow_fs)
-    fields = [f.with_name(f"{f.name}_input" if f.name in OUTPUT_COLUMNS else f.name)
-              for f in schema if f.name != opts.image_column]
-    fields += [pa.field("text", pa.string()), pa.field("score", pa.float32()), pa.field("error", pa.string()),
-               pa.field("model", pa.string())]
+    fields = [f.with_name(output_name(f.name)) for f in schema if f.name != opts.image_column]
+    fields += list(OUTPUT_FIELDS)
     writer.prepare(resume=False)
     writer.write_empty(pa.schema(fields))
     counts = writer.staged_counts(None)

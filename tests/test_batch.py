@@ -5,7 +5,7 @@ import pyarrow as pa
 from PIL import Image
 
 from crnn.image import normalize_crop
-from pipeline.batch import PAD_MULTIPLE, padded_crops, sort_by_width
+from pipeline.batch import batch_crops, sort_by_width
 from pipeline.preprocess import preprocess_batch
 from tests.conftest import crop_bytes
 
@@ -22,17 +22,16 @@ def test_sort_by_width_groups_similar_widths():
     assert out["id"].to_pylist() == ["r1", "r2", "r4", "r5", "r0", "r3"]   # rows move whole, ties keep order
 
 
-def test_padded_crops_pads_to_widest_rounded_up_and_skips_failed_rows():
-    crops, widths, ok = padded_crops(_batch([20, 0, 33]))
+def test_batch_crops_are_each_rows_own_pixels_and_skip_failed_rows():
+    crops, ok = batch_crops(_batch([20, 0, 33]))
     assert ok.tolist() == [True, False, True]
-    assert crops.shape == (2, 32, 40) and 40 % PAD_MULTIPLE == 0
-    assert widths.tolist() == [20, 33]
-    assert (crops[0] == 0).all() and (crops[1] == 2).all()                 # each row's own pixels (and edge pad)
+    assert [c.shape for c in crops] == [(32, 20), (32, 33)]                # padding is Recognizer.read's (pad_batch)
+    assert (crops[0] == 0).all() and (crops[1] == 2).all()                 # each row's own pixels
 
 
-def test_padded_crops_all_failed():
-    crops, widths, ok = padded_crops(_batch([0, 0]))
-    assert crops.shape[0] == 0 and not ok.any()
+def test_batch_crops_all_failed():
+    crops, ok = batch_crops(_batch([0, 0]))
+    assert crops == [] and not ok.any()
 
 
 def test_preprocess_batch_decodes_and_reports_errors():
@@ -55,5 +54,5 @@ def test_preprocess_batch_adds_the_turned_reading_of_tall_crops():
     back = np.frombuffer(out["_turned"][1].as_py(), np.uint8).reshape(32, tw)
     assert np.array_equal(back, normalize_crop(Image.open(io.BytesIO(crop_bytes("00837285")))))  # upright again
 
-    crops, widths, tall_rows = padded_crops(out, turned=True)
-    assert tall_rows.tolist() == [False, True] and widths.tolist() == [tw]
+    crops, tall_rows = batch_crops(out, turned=True)
+    assert tall_rows.tolist() == [False, True] and [c.shape[1] for c in crops] == [tw]

@@ -7,8 +7,8 @@ import numpy as np
 from PIL import Image
 
 from crnn.charset import Charset
-from crnn.data import CropStream, RealCrops, Sample, split_by_doc
-from crnn.image import normalize_crop
+from crnn.data import TRAINING_SPEC, CropStream, RealCrops, Sample, split_by_doc
+from crnn.image import decode_image, normalize_crop, to_gray
 from tests.conftest import crop_bytes, encode
 
 
@@ -20,6 +20,25 @@ def test_split_by_doc_keeps_documents_whole():
         rows = val[[i for i, x in enumerate(docs) if x == d]]
         assert rows.all() or not rows.any()
     assert (split_by_doc(docs, 0.2) == val).all()                 # stable across calls
+
+
+def test_training_decodes_crops_as_inference_does():
+    """The same bytes give the same crop in training as in the pipeline (decode_image + to_gray): a
+    transparent PNG is composited on white and a JPEG's EXIF orientation is applied, not ignored."""
+    word = Image.open(io.BytesIO(crop_bytes("Total 12.50")))
+    clear = Image.new("RGBA", word.size, (0, 0, 0, 0))            # ink on transparent black
+    clear.putalpha(Image.eval(word, lambda v: 255 - v))
+    sideways = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6                                              # orientation: rotate 90 on display
+    word.transpose(Image.Transpose.ROTATE_90).convert("RGB").save(sideways, "JPEG", quality=95, exif=exif)
+    data = [encode(clear), sideways.getvalue()]
+    crops = RealCrops(data, ["Total 12.50"] * 2, Charset())
+    for i, b in enumerate(data):
+        inference = normalize_crop(to_gray(decode_image(b)), TRAINING_SPEC)
+        assert np.array_equal(crops.get(i).crop, inference)
+    assert crops.get(0).crop.mean() > 128                         # dark ink on white, as the pipeline sees it
+    assert crops.get(1).crop.shape[1] > 3 * crops.get(1).crop.shape[0]   # upright: a wide line, not a tall strip
 
 
 def test_real_crops_skip_unencodable_labels_and_turn_vertical_text_upright():

@@ -7,8 +7,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from crnn.data import TRAINING_SPEC
-from crnn.image import (ImageError, ImageSpec, decode_image, normalize_crop, pad_batch, prefer_turned, to_gray,
-                        turned_crop)
+from crnn.image import ImageError, ImageSpec, decode_image, normalize_crop, pad_batch, to_gray, turned_crop
 
 
 def encode(img, fmt, **kw):
@@ -340,7 +339,7 @@ def test_normalize_leaves_blank_crops_alone():
     assert (out == 200).all()
 
 
-# ---- vertical text: turned_crop, prefer_turned ------------------------------------------------------
+# ---- vertical text: turned_crop (prefer_turned: test_recognizer.py) ------------------------------------------------------
 
 def test_turned_crop_only_for_tall_crops():
     assert turned_crop(Image.new("L", (60, 20), 255)) is None
@@ -356,22 +355,6 @@ def test_turned_crop_reads_top_to_bottom_as_left_to_right():
     out = turned_crop(Image.fromarray(arr))
     assert out.shape == (32, 144)
     assert out[:, :40].mean() < 160 and out[:, 60:].min() == 255          # ...lands on the left
-
-
-# Readings and scores of the shipped model on FUNSD's tall crops (2026.11.25.5), and two made up.
-@pytest.mark.parametrize("upright, turned, expected", [
-    (("|", 0.67), ("621800455", 0.89), True),     # margin number: upright it collapses to one glyph
-    (("F", 0.80), ("52251", 0.998), True),
-    (("", 0.10), ("ab", 0.60), True),
-    (("$", 0.99), ("42", 0.43), False),           # a narrow glyph turned reads as two marks...
-    ((":", 0.99), ("..", 0.80), False),           # ...even fairly confidently
-    (("+", 0.98), ("+I|", 0.19), False),
-    (("P", 0.90), ("O.", 0.75), False),
-    (("", 0.0), ("a", 0.99), False),              # one character is never vertical text
-    (("APPROVAL", 0.2), ("AP", 0.9), False),      # never fewer characters than upright
-])
-def test_prefer_turned(upright, turned, expected):
-    assert prefer_turned(upright, turned) is expected
 
 
 # ---- pad_batch --------------------------------------------------------------------------------------
