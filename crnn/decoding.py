@@ -185,13 +185,13 @@ def lexicon_beam_decode(logits: torch.Tensor, lengths: torch.Tensor | None, char
         One (text, confidence) per crop; confidence is P(text | crop) summed over alignments, the prior
         left out, as from `greedy_decode`.
     """
+    T, B = logits.shape[:2]
+    lengths = torch.full((B,), T, dtype=torch.long) if lengths is None else lengths.long().cpu()
     all_log_probs = logits.float().log_softmax(-1)
     out = _greedy(all_log_probs, lengths, charset)
     unsure = [b for b, (_, score) in enumerate(out) if score < gate]
     if not unsure:
         return out
-    T = logits.shape[0]
-    lengths = torch.full((logits.shape[1],), T, dtype=torch.long) if lengths is None else lengths.long().cpu()
     log_probs = all_log_probs[:, unsure]                      # (T, U, C)
     lp = log_probs.cpu().numpy()
     symbols = " " + charset.symbols                           # index 0 (blank) is never emitted

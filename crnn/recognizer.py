@@ -19,7 +19,7 @@ from crnn.decoding import beam_search_decode, greedy_decode, lexicon_beam_decode
 from crnn.image import ImageSpec, normalize_crop, pad_batch, turned_crop
 from crnn.lexicon import load_prior
 
-DECODERS = ("greedy", "beam", "lexicon")
+DECODERS = ("lexicon", "greedy", "beam")
 
 
 class Recognizer:

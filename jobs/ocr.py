@@ -16,6 +16,7 @@ import sys
 
 import ray
 
+from crnn.recognizer import DECODERS
 from pipeline.errors import JobFailed, UserError
 from pipeline.run import OcrOptions, run_ocr
 from pipeline.storage import parse_storage_options
@@ -35,7 +36,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per model actor (default 0: CPU)")
     p.add_argument("--threads", type=int, help="torch threads per CPU actor (default: all CPUs)")
     p.add_argument("--precision", choices=["bf16", "fp16", "fp32"], help="autocast precision (default bf16)")
-    p.add_argument("--decoder", choices=["lexicon", "greedy", "beam"], default=OcrOptions.decoder,
+    p.add_argument("--decoder", choices=DECODERS, default=OcrOptions.decoder,
                    help="lexicon (default): greedy, and for crops it is unsure of (score < 0.9) a beam search "
                         "that favours English words, so 'thc' reads 'the' while numbers, codes and non-words are "
                         "read as the pixels say; greedy: best path only (faster); beam: CTC prefix beam search. "

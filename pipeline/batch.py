@@ -14,6 +14,7 @@ import pyarrow as pa
 from crnn.image import HEIGHT
 from pipeline.schema import PIXELS, TURNED, TURNED_WIDTH, WIDTH
 
+
 def sort_by_width(batch: pa.Table) -> pa.Table:
     """Rows ordered by crop width (failed rows, width 0, first)."""
     return batch.take(np.argsort(batch.column(WIDTH).to_numpy(), kind="stable"))

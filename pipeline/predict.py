@@ -77,12 +77,10 @@ class CRNNPredictor:
         crops, ok = batch_crops(part)
         if not crops:
             return
-        turned = [None] * len(part)
         turns, tall = batch_crops(part, turned=True)
-        for i, crop in zip(np.flatnonzero(tall), turns):
-            turned[i] = crop
+        turned = dict(zip(np.flatnonzero(tall), turns))          # tall rows are decodable rows
         # The rows come sorted by width (`sort_by_width`): read as one model batch, as Ray Data cut it.
-        results = self.recognizer.read(crops, [turned[i] for i in np.flatnonzero(ok)], batch_size=len(crops))
+        results = self.recognizer.read(crops, [turned.get(i) for i in np.flatnonzero(ok)], batch_size=len(crops))
         texts[lo:hi][ok] = [t for t, _ in results]
         scores[lo:hi][ok] = [s for _, s in results]
 

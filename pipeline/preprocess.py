@@ -18,7 +18,6 @@ from crnn.image import ImageError, ImageSpec, decode_image, normalize_crop, turn
 from pipeline.schema import ERROR, PIXELS, TURNED, TURNED_WIDTH, WIDTH
 
 
-
 def preprocess_batch(batch: pa.Table, image_column: str, spec: ImageSpec = ImageSpec()) -> pa.Table:
     """Decode and normalise every crop of a batch; rows that fail keep flowing with `error` set.
 
