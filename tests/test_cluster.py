@@ -1,6 +1,6 @@
 """`ray job submit` to a real Ray cluster (a head started with `ray start` on this machine), S3 in and out.
 
-The recipe the README gives, run as a user runs it: the head's dashboard on loopback, token authentication
+The recipe docs/cluster.md gives, run as a user runs it: the head's dashboard on loopback, token authentication
 (RAY_AUTH_MODE=token), the repo as the job's working dir, S3 settings through the job's runtime env, and the
 credentials through the nodes' environment or a storage-options file read by the driver (not the runtime env,
 which `ray job list` and the head's logs show, nor the command line, which Ray records too).
