@@ -1,4 +1,5 @@
-"""CRNN text recognition: model, charset, CTC decoding, checkpoints, synthetic data, training. No Ray here."""
+"""CRNN text recognition as inference loads it: model, charset, CTC decoding, lexicon, image, checkpoints,
+recognizer. No Ray here; model development (synthetic data, training, metrics, splits) is `crnn.training`."""
 
 from crnn.charset import Charset, normalize
 from crnn.checkpoint import DEFAULT_MODEL, CheckpointError, load_checkpoint, save_checkpoint

@@ -56,30 +56,3 @@ def load_checkpoint(path: str | Path | None = None) -> tuple[CRNN, Charset, dict
     except (KeyError, TypeError, RuntimeError) as e:
         raise CheckpointError(f"model file {str(path)!r} is an incomplete checkpoint ({type(e).__name__}: {e})"[:300]) from None
     return model.eval(), Charset(ckpt["charset"]), meta
-
-
-def average_checkpoints(paths: list[str | Path]) -> tuple[CRNN, Charset, dict]:
-    """Uniform average of the weights of checkpoints from one training lineage (a "model soup",
-    Wortsman et al. 2022): runs fine-tuned from a common parent sit in one basin, and their mean
-    usually reads better than either.
-
-    Args:
-        paths: two or more checkpoint files with the same architecture and charset.
-    Returns:
-        (averaged model in eval mode, charset, metadata of the first with `averaged_from` in `training`).
-    """
-    if len(paths) < 2:
-        raise CheckpointError(f"averaging needs at least two checkpoints, got {len(paths)}")
-    loaded = [load_checkpoint(p) for p in paths]
-    model, charset, meta = loaded[0]
-    for path, (other, other_charset, _) in zip(paths[1:], loaded[1:]):
-        if other.config != model.config or other_charset.symbols != charset.symbols:
-            raise CheckpointError(f"model file {str(path)!r} has a different architecture or charset than "
-                                  f"{str(paths[0])!r}: only checkpoints of one model can be averaged")
-    states = [m.state_dict() for m, _, _ in loaded]
-    # Integer buffers (BatchNorm's step counters) are kept from the first checkpoint.
-    model.load_state_dict({k: torch.stack([s[k] for s in states]).mean(0) if v.is_floating_point() else v
-                           for k, v in states[0].items()})
-    meta = dict(meta, training=dict(meta["training"],
-                                    averaged_from=[f"{m['name']}:{m['version']}" for _, _, m in loaded]))
-    return model.eval(), charset, meta

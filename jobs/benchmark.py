@@ -28,7 +28,7 @@ from PIL import Image
 
 from crnn.charset import normalize
 from crnn.image import normalize_crop
-from crnn.metrics import text_metrics
+from crnn.training.metrics import text_metrics
 from crnn.recognizer import Recognizer
 
 

@@ -4,7 +4,7 @@
     python -m jobs.evaluate --input labelled.parquet --label-column text --output eval/ [--model m.pt]
     python -m jobs.evaluate --synthetic 1000
 
---split validation|test: the fixed document splits of crnn/splits.json, forms (FUNSD word crops, labels
+--split validation|test: the fixed document splits of crnn/training/splits.json, forms (FUNSD word crops, labels
 case-sensitive) and receipts (SROIE line crops, labels upper case by convention, so scored case-insensitively)
 side by side. Headline per kind: forms exact and CER; receipts case-insensitive exact and case-insensitive CER.
 `validation` compares variants; `test` is for the ship decision only. Each split's rows are written to
@@ -15,7 +15,7 @@ model right), broken (baseline right, model wrong), the exact sign test (McNemar
 the model-minus-baseline differences (accuracy, CER) with their SEs. Nothing is cached: every run reads every
 crop with both models.
 
-Standard errors (±) are cluster-robust by document (`crnn.metrics.standard_error`): crops of one form or
+Standard errors (±) are cluster-robust by document (`crnn.training.metrics.standard_error`): crops of one form or
 receipt share its scan and print and are not independent, so each SE is that of a mean (a CER: of a ratio of
 edits to label characters) with documents as clusters, the sandwich estimate with the G/(G-1) factor over G
 documents; no bootstrap, so the figures are deterministic. The sign test's p-value takes crops as independent
@@ -45,14 +45,14 @@ import pandas as pd
 import pyarrow.parquet as pq
 from rapidfuzz.distance import Levenshtein
 
-from crnn import splits
 from crnn.charset import Charset, normalize
 from crnn.checkpoint import DEFAULT_MODEL, CheckpointError
-from crnn.data import split_by_doc
-from crnn.metrics import (accuracy_by_score, confusions, crop_scores, metric_errors, paired_counts, standard_error,
-                          text_metrics)
 from crnn.recognizer import Recognizer
-from crnn.synth import SynthConfig, render_parquet
+from crnn.training import splits
+from crnn.training.data import split_by_doc
+from crnn.training.metrics import (accuracy_by_score, confusions, crop_scores, metric_errors, paired_counts,
+                                   standard_error, text_metrics)
+from crnn.training.synth import SynthConfig, render_parquet
 from pipeline.errors import UserError
 from pipeline.schema import output_name
 from pipeline.read import find_source
@@ -72,7 +72,7 @@ KINDS = {
 }
 SPLIT_COLUMNS = ("id", "image", "text", "doc_id")
 SE_METHOD = ("cluster-robust standard error by document (doc_id): a mean (a CER: a ratio of edits to label "
-             "characters) with documents as clusters, sandwich estimate with the G/(G-1) factor (crnn.metrics."
+             "characters) with documents as clusters, sandwich estimate with the G/(G-1) factor (crnn.training.metrics."
              "standard_error); the sign test's p-value takes crops as independent (optimistic)")
 TEST_REMINDER = ("note: the test split is for the ship decision only; compare variants and tune on --split validation")
 LENGTHS = [(1, 1), (2, 3), (4, 6), (7, 10), (11, 20), (21, 1000)]
@@ -82,7 +82,7 @@ def report(df: pd.DataFrame, label: str, worst: int = 25, groups=None, case_inse
     """Metrics over a DataFrame holding `text` (prediction) and the label column.
 
     groups: one document id per row: adds `documents` and `se` (cluster-robust standard errors of every figure,
-        `crnn.metrics.metric_errors`) to `overall` and to each `by_label_length` bucket.
+        `crnn.training.metrics.metric_errors`) to `overall` and to each `by_label_length` bucket.
     case_insensitive: rank `worst`, count `confusions` and score `by_score` on lower-cased text (the metrics
         themselves report both ways regardless)."""
     preds, labels = df["text"].fillna("").tolist(), df[label].map(normalize).tolist()
@@ -167,7 +167,7 @@ def _read_split(data_dir: Path, kind: str, split: str, out: Path) -> tuple[Path,
     expected = len(splits.docs(dataset, split))
     if not mask.any():
         raise UserError(f"{path}: no row of the {expected} {split} documents of {dataset} "
-                        f"(crnn/splits.json): is it the {splits.data_file(dataset)} the splits refer to?")
+                        f"(crnn/training/splits.json): is it the {splits.data_file(dataset)} the splits refer to?")
     subset = out / f"{kind}.parquet"
     pq.write_table(table.filter(mask), subset)
     found = len({str(d) for d, m in zip(doc_ids, mask) if m})
@@ -299,7 +299,8 @@ def print_split(rep: dict) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--split", choices=splits.SPLITS,
-                   help="forms and receipts of this fixed split (crnn/splits.json) from --data-dir, side by side")
+                   help="forms and receipts of this fixed split (crnn/training/splits.json) from --data-dir, "
+                        "side by side")
     p.add_argument("--data-dir", default="../shared/data",
                    help=f"with --split: the folder holding {' and '.join(splits.data_file(k['dataset']) for k in KINDS.values())}")
     p.add_argument("--baseline", metavar="MODEL",
@@ -310,7 +311,8 @@ def main(argv=None) -> int:
                         "--baseline-decoder greedy compares two decoders on one model")
     p.add_argument("--input", help="labelled Parquet (file, folder or prefix)")
     p.add_argument("--synthetic", type=int, metavar="N",
-                   help="instead of --input: N rendered crops (crnn.synth) with a fixed --seed, label column 'truth'")
+                   help="instead of --input: N rendered crops (crnn.training.synth) with a fixed --seed, "
+                        "label column 'truth'")
     p.add_argument("--seed", type=int, default=REFERENCE_SET["seed"], help="seed of the synthetic test set")
     p.add_argument("--label-column", default="text")
     p.add_argument("--image-column", default="image")
@@ -354,7 +356,7 @@ def main(argv=None) -> int:
               f"{synthetic['fonts']} font files, words from {synthetic['words']}: " + (
                   "the set MODEL.md reports" if synthetic["set_id"] == ref["set_id"] else
                   f"not the set MODEL.md reports ({ref['set_id']}: {ref['n']} crops, seed {ref['seed']}, {ref['fonts']} "
-                  f"font files, words from {ref['words']}; crnn/synth.py names the Debian packages)"))
+                  f"font files, words from {ref['words']}; crnn/training/synth.py names the Debian packages)"))
     try:
         check_model(args.model, args.decoder)
         if args.holdout_docs:  # the same whole-document split as training

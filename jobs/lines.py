@@ -4,7 +4,7 @@
     python -m jobs.evaluate --input runs/funsd_lines.parquet --holdout-docs 0.1
 
 Words of one field (FUNSD: the id without its last `_<word>` part) that share a baseline are pasted
-at their page positions (`crnn/lines.py`). Output columns: id, image (PNG), text, doc_id, n_words;
+at their page positions (`crnn/training/lines.py`). Output columns: id, image (PNG), text, doc_id, n_words;
 `doc_id` is kept, so `--holdout-docs` picks the same held-out forms as training and evaluation do.
 The word table is read whole: labelled sets are small (FUNSD's 21,888 crops take 4 s).
 """
@@ -18,7 +18,7 @@ import sys
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crnn.lines import Word, assemble_lines
+from crnn.training.lines import Word, assemble_lines
 
 NEEDED = ["id", "image", "text", "doc_id", "x0", "y0", "x1", "y1"]
 

@@ -1,6 +1,6 @@
 """Train the CRNN: `python -m jobs.train --real-parquet ../shared/data/funsd_train_words.parquet --steps 20000`.
 
-Every TrainConfig field is a flag (see crnn/train.py); checkpoints land in --out-dir.
+Every TrainConfig field is a flag (see crnn/training/train.py); checkpoints land in --out-dir.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from crnn.train import TrainConfig, train
+from crnn.training.train import TrainConfig, train
 
 
 def main(argv=None) -> None:

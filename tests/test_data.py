@@ -7,8 +7,8 @@ import numpy as np
 from PIL import Image
 
 from crnn.charset import Charset
-from crnn.data import TRAINING_SPEC, CropStream, RealCrops, Sample, split_by_doc
 from crnn.image import decode_image, normalize_crop, to_gray
+from crnn.training.data import TRAINING_SPEC, CropStream, RealCrops, Sample, split_by_doc
 from tests.conftest import crop_bytes, encode
 
 

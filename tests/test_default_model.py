@@ -14,9 +14,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from crnn import Recognizer
 from crnn.charset import normalize
-from crnn import splits
 from crnn.image import ImageSpec, normalize_crop, pad_batch
-from crnn.metrics import accuracy_by_score, text_metrics
+from crnn.training import splits
+from crnn.training.metrics import accuracy_by_score, text_metrics
 from pipeline import OcrOptions, run_ocr
 from jobs.lines import main as lines_main
 from tests.conftest import encode
@@ -75,7 +75,7 @@ def test_wide_batches_run_in_several_passes_that_read_alike():
 
 
 def _validation_sample(path: Path, dataset: str, n: int = 400) -> pa.Table:
-    """n crops spread evenly over the validation split's documents (crnn/splits.json)."""
+    """n crops spread evenly over the validation split's documents (crnn/training/splits.json)."""
     t = pq.read_table(path, columns=["image", "text", "doc_id"])
     t = t.filter(splits.in_split(t["doc_id"].to_pylist(), dataset, "validation"))
     return t.take(np.linspace(0, len(t) - 1, n).astype(int))

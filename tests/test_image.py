@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from crnn.data import TRAINING_SPEC
 from crnn.image import ImageError, ImageSpec, decode_image, normalize_crop, pad_batch, to_gray, turned_crop
+from crnn.training.data import TRAINING_SPEC
 
 
 def encode(img, fmt, **kw):

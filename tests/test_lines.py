@@ -1,4 +1,4 @@
-"""Lines rebuilt from word crops (crnn/lines.py, jobs.lines): a real page drawn with Pillow, cut into words."""
+"""Lines rebuilt from word crops (crnn/training/lines.py, jobs.lines): a real page drawn with Pillow, cut into words."""
 
 import io
 
@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageFont
 
-from crnn.lines import Word, assemble_lines, group_lines
+from crnn.training.lines import Word, assemble_lines, group_lines
 from jobs.lines import main as lines_main
 from tests.conftest import encode
 

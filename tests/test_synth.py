@@ -1,4 +1,4 @@
-"""Tests for the synthetic crop renderer (crnn/synth.py)."""
+"""Tests for the synthetic crop renderer (crnn/training/synth.py)."""
 
 import dataclasses
 import os
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from crnn.charset import PRINTABLE_ASCII, Charset
-from crnn.synth import SynthConfig, TextRenderer, find_fonts
+from crnn.training.synth import SynthConfig, TextRenderer, find_fonts
 
 FONTS = find_fonts()
 FONT_PACKAGES = ("fonts-liberation2 fonts-freefont-ttf fonts-urw-base35 fonts-texgyre fonts-crosextra-carlito "
@@ -164,7 +164,7 @@ def test_comma_tail_is_never_clipped():
 def test_rendered_set_says_what_it_was_drawn_from(tmp_path):
     import pyarrow.parquet as pq
 
-    from crnn.synth import render_parquet
+    from crnn.training.synth import render_parquet
 
     words = tmp_path / "words"
     words.write_text("ledger\nvoucher\nremittance\nconsignee\nwaybill\n")
@@ -266,7 +266,7 @@ def test_receipt_share_zero_keeps_the_reference_test_set(tmp_path):
     import ast
     import pathlib
 
-    from crnn.synth import render_parquet, WORDS_FILE
+    from crnn.training.synth import render_parquet, WORDS_FILE
 
     source = (pathlib.Path(__file__).parents[1] / "jobs" / "evaluate.py").read_text()
     ref = ast.literal_eval(re.search(r"^REFERENCE_SET = (\{.*?\})", source, re.M | re.S).group(1))

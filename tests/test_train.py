@@ -13,7 +13,7 @@ from PIL import Image
 
 from crnn import Recognizer
 from crnn.checkpoint import load_checkpoint
-from crnn.data import split_by_doc
+from crnn.training.data import split_by_doc
 from jobs.train import main as train_main
 from tests.conftest import crop_bytes
 
@@ -87,7 +87,7 @@ def test_the_seed_fixes_the_run(tmp_path, labelled):
 def test_case_fold_scores_a_label_in_either_case():
     """Receipts' labels are upper case by convention: with CaseFold, `TOTAL` is matched by `Total` printed."""
     from crnn.charset import Charset
-    from crnn.train import CaseFold, ctc_loss
+    from crnn.training.train import CaseFold, ctc_loss
 
     cs = Charset()
     fold = CaseFold(cs)

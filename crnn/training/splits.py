@@ -1,4 +1,4 @@
-"""The fixed document splits (`crnn/splits.json`): which forms and receipts are validation or test.
+"""The fixed document splits (`crnn/training/splits.json`): which forms and receipts are validation or test.
 
 Recorded as lists of doc ids, not as a hash fraction, so a split never moves when the data changes.
 Training never reads a document of either split; `validation` compares variants, `test` is looked at

@@ -21,12 +21,12 @@ from tqdm import tqdm
 
 from crnn.charset import Charset
 from crnn.checkpoint import load_checkpoint, save_checkpoint
-from crnn import splits
-from crnn.data import TRAINING_SPEC, CropStream, RealCrops, Sample, read_sources, split_by_doc
 from crnn.decoding import greedy_decode
 from crnn.image import normalize_crop, pad_batch
-from crnn.metrics import text_metrics
 from crnn.model import CRNN, CRNNConfig
+from crnn.training import splits
+from crnn.training.data import TRAINING_SPEC, CropStream, RealCrops, Sample, read_sources, split_by_doc
+from crnn.training.metrics import text_metrics
 
 
 @dataclass
@@ -45,7 +45,7 @@ class TrainConfig:
     narrow_prob: float = 0.0             # share of crops squeezed narrower (CropStream)
     synthetic: bool = True
     font_dir: str | None = None
-    val_fraction: float = 0.0            # more documents held out by a hash of doc_id (data outside crnn/splits.json)
+    val_fraction: float = 0.0            # more documents held out by a hash of doc_id (outside crnn/training/splits.json)
     synth_val: int = 1000                # fixed-seed synthetic validation crops
     eval_every: int = 1000
     workers: int = 1
@@ -121,7 +121,7 @@ def evaluate(model: CRNN, samples: list[Sample], charset: Charset, device, batch
 
 
 def _real_crops(paths: str, charset: Charset, val_fraction: float, dataset: str, caseless: bool = False):
-    """(training crops, validation samples): documents of crnn/splits.json's validation split (and a
+    """(training crops, validation samples): documents of crnn/training/splits.json's validation split (and a
     `val_fraction` hash share of documents outside it) validate; no split's document is ever trained on."""
     cols = read_sources(paths)
     trainable = splits.trainable(cols["doc"])
@@ -156,7 +156,7 @@ def train(cfg: TrainConfig) -> Path:
         caseless, val_caseless = _real_crops(cfg.caseless_parquet, charset, cfg.val_fraction, "sroie", caseless=True)
     renderer = val_synth = None
     if cfg.synthetic:
-        from crnn.synth import SynthConfig, TextRenderer
+        from crnn.training.synth import SynthConfig, TextRenderer
         renderer = TextRenderer(SynthConfig(font_dir=cfg.font_dir) if cfg.font_dir else SynthConfig())
         rng = random.Random(10_000_019)  # fixed: the same synthetic test set for every run
         val_synth = []

@@ -26,7 +26,7 @@ fonts-crosextra-caladea fonts-linuxlibertine fonts-roboto fonts-open-sans
 fonts-inconsolata fonts-noto-core fonts-dejavu. Words: wamerican
 (/usr/share/dict/american-english); without it a built-in list is used.
 
-CLI: python -m crnn.synth --out sheet.png --n 48 --seed 0 [--receipts] [--real crops.parquet]
+CLI: python -m crnn.training.synth --out sheet.png --n 48 --seed 0 [--receipts] [--real crops.parquet]
 """
 
 from __future__ import annotations
