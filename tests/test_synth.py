@@ -1,4 +1,4 @@
-"""Tests for the synthetic crop renderer (crnn/training/synth.py)."""
+"""Tests for the synthetic crops: the renderer (crnn/training/synth.py) and its labels (crnn/training/text.py)."""
 
 import dataclasses
 import os
