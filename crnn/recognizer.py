@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +37,13 @@ class Recognizer:
         max_columns: most padded width summed over the crops of one forward pass (the batch is split
             into several passes beyond it), so wide crops cost no more memory than a batch of words:
             128 crops of width 1,024 (~0.6 GB on CPU); None: that on CPU, 4x on CUDA.
+        prepare_model: put the model in eval mode on `device` in channels_last (faster convolutions) and
+            feed it channels_last batches; False leaves the model as it is (`around`).
     """
 
     def __init__(self, model, charset, meta: dict, *, device: str | None = None,
                  precision: str | None = None, decoder: str = "lexicon", spec: ImageSpec = ImageSpec(),
-                 max_columns: int | None = None, decoder_options: dict | None = None):
+                 max_columns: int | None = None, decoder_options: dict | None = None, prepare_model: bool = True):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.precision = precision or "bf16"
         if self.precision not in ("bf16", "fp16", "fp32"):
@@ -51,12 +54,21 @@ class Recognizer:
         self.prior = load_prior() if decoder == "lexicon" else None
         self.max_columns = max_columns or (4 if self.device.type == "cuda" else 1) * 128 * 1024
         self.charset, self.meta, self.spec = charset, meta, spec
-        self.model = model.eval().to(self.device, memory_format=torch.channels_last)
+        self.channels_last = prepare_model
+        self.model = model.eval().to(self.device, memory_format=torch.channels_last) if prepare_model else model
 
     @classmethod
     def load(cls, path: str | Path | None = None, **kwargs) -> "Recognizer":
         """Load a checkpoint file (None: the shipped default model)."""
         return cls(*load_checkpoint(path), **kwargs)
+
+    @classmethod
+    def around(cls, model, charset, device, **kwargs) -> "Recognizer":
+        """A Recognizer reading with `model` as it is, e.g. a training run's live model: not copied, moved,
+        converted to channels_last or switched to eval mode (the caller does that around reading); fp32,
+        greedy, each batch in one forward pass (no `max_columns` split), unless `kwargs` say otherwise."""
+        kwargs = {"precision": "fp32", "decoder": "greedy", "max_columns": sys.maxsize, **kwargs}
+        return cls(model, charset, {}, device=device, prepare_model=False, **kwargs)
 
     @property
     def model_id(self) -> str:
@@ -83,7 +95,9 @@ class Recognizer:
             return [r for i in range(0, len(batch), rows)
                     for r in self.predict_padded(batch[i:i + rows], widths[i:i + rows])]
         x = torch.from_numpy(batch).to(self.device, non_blocking=True)
-        x = self.model.prepare(x).contiguous(memory_format=torch.channels_last)
+        x = self.model.prepare(x)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         with self._autocast():
             logits = self.model(x)
         lengths = self.model.frames(torch.from_numpy(np.asarray(widths)))

@@ -48,3 +48,23 @@ def test_prefer_turned(upright, turned, expected):
     assert prefer_turned(upright, turned) is expected
 
 
+
+
+def test_around_reads_with_the_model_as_it_is():
+    """Training's evaluation: a Recognizer around the live model leaves it uncopied, unmoved and not
+    channels_last (the caller switches eval/train), and reads as a loaded fp32 greedy Recognizer does."""
+    import torch
+
+    from crnn.checkpoint import load_checkpoint
+
+    model, charset, _ = load_checkpoint(None)
+    weight = model.cnn[0].weight
+    rec = Recognizer.around(model, charset, torch.device("cpu"))
+    assert rec.model is model and model.cnn[0].weight is weight and weight.is_contiguous()
+    assert not model.training                                  # load_checkpoint's eval mode, untouched
+    crops = [normalize_crop(_image(t)) for t in ["Invoice", "TOTAL 12.50", "No."]]
+    loaded = Recognizer.load(device="cpu", precision="fp32", decoder="greedy")
+    assert [t for t, _ in rec.read(crops)] == [t for t, _ in loaded.read(crops)]
+    model.train()
+    Recognizer.around(model, charset, "cpu")
+    assert model.training and model.cnn[0].weight.is_contiguous()

@@ -21,9 +21,9 @@ from tqdm import tqdm
 
 from crnn.charset import Charset
 from crnn.checkpoint import load_checkpoint, save_checkpoint
-from crnn.decoding import greedy_decode
-from crnn.image import normalize_crop, pad_batch
+from crnn.image import normalize_crop
 from crnn.model import CRNN, CRNNConfig
+from crnn.recognizer import Recognizer
 from crnn.training import splits
 from crnn.training.data import TRAINING_SPEC, CropStream, RealCrops, Sample, read_sources, split_by_doc
 from crnn.training.metrics import text_metrics
@@ -100,20 +100,16 @@ def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-@torch.inference_mode()
 def evaluate(model: CRNN, samples: list[Sample], charset: Charset, device, batch_size: int = 128,
              caseless: bool = False) -> dict:
-    """Greedy-decode `samples` (sorted by width for tight batches) and score them (ignoring case if `caseless`)."""
+    """Greedy-decode `samples` through `Recognizer.read` (the recognition path of inference, around the live
+    model: fp32, its memory format kept) and score them (ignoring case if `caseless`); leaves `model` training."""
     model.eval()
-    order = sorted(range(len(samples)), key=lambda i: samples[i].crop.shape[1])
-    preds = [""] * len(samples)
-    for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
-        images, widths = pad_batch([samples[i].crop for i in idx])
-        x = CRNN.prepare(torch.from_numpy(images).to(device))
-        for i, (text, _) in zip(idx, greedy_decode(model(x), model.frames(torch.from_numpy(widths)), charset)):
-            preds[i] = text
-    model.train()
+    try:
+        readings = Recognizer.around(model, charset, device).read([s.crop for s in samples], batch_size=batch_size)
+    finally:
+        model.train()
+    preds = [text for text, _ in readings]
     labels = [s.text for s in samples]
     if caseless:
         preds, labels = [p.lower() for p in preds], [t.lower() for t in labels]
