@@ -9,7 +9,7 @@ import tempfile
 import time
 import uuid
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -18,44 +18,66 @@ import ray
 
 from crnn.checkpoint import CheckpointError, load_checkpoint
 from crnn.image import ImageSpec
+from crnn.recognizer import DECODERS
 from pipeline.batch import sort_by_width
 from pipeline.errors import JobFailed, UserError
 from pipeline.logs import without_false_alarms
+from pipeline.plan import choose_id_column, largest_node_cpus, plan_actors
 from pipeline.predict import CRNNPredictor
 from pipeline.preprocess import preprocess_batch
 from pipeline.read import Source, find_source, read_crops
 from pipeline.schema import OUTPUT_COLUMNS, OUTPUT_FIELDS, output_name
 from pipeline.storage import Storage
-from pipeline.write import OutputWriter
+from pipeline.write import OutputWriter, Staged
+
+
+def _flag(default=MISSING, help: str | None = None, choices=None):
+    """An OcrOptions field that `jobs.ocr` offers as the flag --<name-with-dashes>, with its help and choices
+    (argparse expands %(default)s in the help to the field's default). No default: a required flag."""
+    return field(default=default, metadata={"flag": {"help": help, "choices": choices}})
 
 
 @dataclass
 class OcrOptions:
-    """Everything a run needs; `jobs.ocr` maps its flags onto these fields."""
-    input: str
-    output: str
-    image_column: str = "image"
-    input_format: str = "auto"           # auto | parquet | images
-    id_column: str | None = None         # unique row id: default "id" (Parquet, if present) or "path" (images)
-    model: str | None = None             # checkpoint path; None = shipped default
-    batch_size: int | None = None        # crops per model call; default 128 on CPU, 512 on GPU
-    window: int = 8192                   # rows sorted by width together before batching (2,048: 21% padding, 8,192: 9%)
-    actors: int | None = None            # model actors; default one per GPU, or 1 on CPU
-    num_gpus: float = 0.0                # GPUs per actor (0: CPU actors)
-    threads: int | None = None           # torch threads per CPU actor; default: all CPUs of this node
-    precision: str | None = None         # bf16 | fp16 | fp32 (default bf16)
-    decoder: str = "lexicon"             # lexicon (English word prior on unsure crops) | greedy | beam
+    """Everything a run needs. `jobs.ocr` makes a flag of every field made with `_flag` (type, default, choices
+    and help from here); the others are set from code."""
+    input: str = _flag(help="Parquet file/folder/prefix, or a folder/prefix of image files")
+    output: str = _flag(help="output folder/prefix for Parquet, _summary.json and _SUCCESS")
+    image_column: str = _flag("image", help="Parquet column holding image bytes (default: %(default)s)")
+    input_format: str = _flag("auto", choices=["auto", "parquet", "images"])
+    id_column: str | None = _flag(None, help="unique row id (default: 'id' if present, 'path' for image files)")
+    model: str | None = _flag(None, help="checkpoint file (default: the shipped model)")
+    batch_size: int | None = _flag(None, help="crops per model call (default 128 on CPU, 512 on GPU)")
+    # rows sorted by width together before batching (2,048: 21% padding, 8,192: 9%)
+    window: int = _flag(8192, help="rows sorted by width together (default %(default)s)")
+    actors: int | None = _flag(None, help="model actors (default: one per GPU, or 1 on CPU)")
+    num_gpus: float = _flag(0.0, help="GPUs per model actor (default %(default)g: CPU)")
+    threads: int | None = _flag(None, help="torch threads per CPU actor (default: all CPUs)")
+    precision: str | None = _flag(None, choices=["bf16", "fp16", "fp32"], help="autocast precision (default bf16)")
+    decoder: str = _flag(
+        "lexicon", choices=DECODERS,
+        help="lexicon (default): greedy, and for crops it is unsure of (score < 0.9) a beam search that favours "
+             "English words, so 'thc' reads 'the' while numbers, codes and non-words are read as the pixels say; "
+             "greedy: best path only (faster); beam: CTC prefix beam search. The score is always the model's "
+             "probability of the text")
     min_width: int = ImageSpec.min_width
-    max_width: int = ImageSpec.max_width
-    vertical_ratio: float = ImageSpec.vertical_ratio  # crops this much taller than wide are also read turned; 0: never
-    rows_per_file: int | None = None     # at least this many rows per output file
-    overwrite: bool = False
-    resume: bool = False
-    actor_restarts: int = 20             # restarts of a dead model actor before the job fails (-1: no limit)
-    stats: bool = False                  # print Ray Data's per-stage timing (ds.stats()) at the end
-    dashboard: bool = False              # start the dashboard with a local Ray (when not joining a cluster)
-    address: str = "auto"                # Ray to run on: auto (as ray.init()) | local | HOST:PORT of a cluster
-    storage_options: dict = field(default_factory=dict)
+    max_width: int = _flag(ImageSpec.max_width,
+                           help="widest crop after resizing to height 32; wider ones are squeezed to it")
+    vertical_ratio: float = _flag(ImageSpec.vertical_ratio,
+                                  help="crops at least this many times taller than wide are also read turned a "
+                                       "quarter (vertical text, top to bottom); 0 turns none")
+    rows_per_file: int | None = _flag(None, help="at least this many rows per output Parquet file")
+    overwrite: bool = _flag(False, help="replace a complete output")
+    resume: bool = _flag(False, help="continue an interrupted run into the same --output")
+    stats: bool = _flag(False, help="print per-stage timing (Ray Data's ds.stats())")
+    dashboard: bool = _flag(False, help="start Ray's dashboard with the local Ray this job starts (costs ~2 s; "
+                                        "unused on a cluster)")
+    address: str = _flag("auto", help="Ray to run on: auto (default, as ray.init(): RAY_ADDRESS, which a `ray job` "
+                                      "sets, else the cluster of the latest `ray start` on this machine, else a new "
+                                      "local Ray), local (always a new local Ray), or HOST:PORT of a running "
+                                      "cluster's head")
+    actor_restarts: int = _flag(20, help="restarts of a dead model actor before the job fails (-1: no limit)")
+    storage_options: dict = field(default_factory=dict)   # fsspec/s3fs options (jobs.ocr: --storage-option(s-file))
 
     def public(self) -> dict:
         """Options as recorded in _summary.json: storage options (credentials) left out."""
@@ -74,19 +96,32 @@ def run_ocr(opts: OcrOptions) -> dict:
     model_id = f"{meta['name']}:{meta['version']}"
     src_store = Storage(opts.input, opts.storage_options)
     source = find_source(src_store, opts.input_format, opts.image_column)
-    id_column = opts.id_column or ("path" if source.format == "images" else "id" if "id" in source.columns else None)
-    if id_column and id_column not in source.columns:
-        raise UserError(f"id column {id_column!r} not in the input; columns are: {', '.join(source.columns)}")
-    if opts.resume and not id_column:
-        raise UserError(f"--resume needs a unique id column (--id-column); columns are: {', '.join(source.columns)}")
-    writer = OutputWriter(Storage(opts.output, opts.storage_options), overwrite=opts.overwrite)
-    writer.check_target(resume=opts.resume)
-    rows_in = _count_rows(src_store, source)
-    if opts.resume and source.format == "parquet":
-        _check_unique_ids(src_store, source, id_column)
-    if rows_in == 0:  # nothing to read: an empty, complete output, without starting Ray or the model
-        return _empty_output(opts, writer, src_store, source, id_column, model_id, t0)
+    id_column = choose_id_column(opts.id_column, source, opts.resume)
+    out_id = output_name(id_column) if id_column else None   # its name in the output
+    writer = OutputWriter(Storage(opts.output, opts.storage_options), overwrite=opts.overwrite, resume=opts.resume)
+    with writer:  # the output's lease, taken before any long work: a second run refuses at once
+        rows_in = _count_rows(src_store, source)
+        if opts.resume and source.format == "parquet":
+            _check_unique_ids(src_store, source, id_column)
+        if rows_in == 0:  # nothing to read: an empty, complete output, without starting Ray or the model
+            schema = _empty_schema(src_store, source, opts.image_column)
+            return writer.write(schema, lambda staged: _summary(opts, staged, 0, out_id, model_id, t0))
+        _init_ray(opts)
+        journal_dir = os.path.join(tempfile.gettempdir(), f"crnn-ocr-journal-{uuid.uuid4().hex[:12]}")
+        rows = lambda done: _dataset(opts, src_store, source, out_id, rows_in, done, journal_dir)
+        try:
+            with without_false_alarms():  # entered after ray.init: Ray's processes must not inherit the filter
+                return writer.write(rows, lambda staged: _summary(opts, staged, rows_in, out_id, model_id, t0),
+                                    id_column=id_column, rows_per_file=opts.rows_per_file)
+        except ray.exceptions.ActorDiedError as e:
+            raise JobFailed(f"the model actor died more than --actor-restarts={opts.actor_restarts} times "
+                            f"({_death_cause(e)}); rows read so far are staged in {writer.staging!r}: "
+                            f"rerun with --resume to finish") from None
+        finally:
+            shutil.rmtree(journal_dir, ignore_errors=True)
 
+
+def _init_ray(opts: OcrOptions) -> None:
     if not ray.is_initialized():
         try:  # "auto" is ray.init()'s own default; inside `ray job submit` RAY_ADDRESS names the job's cluster
             ray.init(address=None if opts.address == "auto" else opts.address, log_to_driver=True,
@@ -94,18 +129,20 @@ def run_ocr(opts: OcrOptions) -> dict:
         except ConnectionError as e:
             raise UserError(f"cannot connect to Ray (--address {opts.address}): {' '.join(str(e).split())[:300]} "
                             f"(choose a running cluster with --address HOST:PORT, or --address local)") from None
-    writer.prepare(resume=opts.resume)
-    done = writer.finished_ids(id_column) if opts.resume else pa.array([], pa.string())
 
-    ds = read_crops(src_store, source, opts.image_column)
+
+def _dataset(opts: OcrOptions, store: Storage, source: Source, out_id: str | None, rows_in: int,
+             done: pa.Array, journal_dir: str) -> ray.data.Dataset:
+    """The streaming Dataset of the output rows still to do (`done`: the ids of `out_id` an earlier run staged):
+    read -> preprocess -> batch -> predict."""
+    ds = read_crops(store, source, opts.image_column)
     clashes = [c for c in source.columns if c in OUTPUT_COLUMNS]
     if clashes:  # the input's own `text` (a label, say) must survive next to the prediction
         ds = ds.rename_columns({c: output_name(c) for c in clashes})
         print(f"note: input columns {clashes} are written as {[output_name(c) for c in clashes]}")
-        id_column = output_name(id_column) if id_column in clashes else id_column
     if len(done):
         print(f"resuming: {len(done)} of {rows_in} rows already done")
-        ds = ds.map_batches(_drop_done, fn_kwargs={"id_column": id_column, "done": done}, batch_format="pyarrow")
+        ds = ds.map_batches(_drop_done, fn_kwargs={"id_column": out_id, "done": done}, batch_format="pyarrow")
 
     # A Parquet row group is one block: bound blocks so that every actor gets work and output streams out.
     ds = ds.repartition(target_num_rows_per_block=opts.window)
@@ -114,57 +151,47 @@ def run_ocr(opts: OcrOptions) -> dict:
                         batch_size=opts.window, batch_format="pyarrow")
     ds = ds.map_batches(sort_by_width, batch_size=opts.window, batch_format="pyarrow")
 
-    gpu = opts.num_gpus > 0
-    # Threads and CPU shares are per node: an actor runs on one node, whatever the cluster's total.
-    cpus = int(max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]), default=1)) or 1
-    actors = opts.actors or (max(1, int(ray.cluster_resources().get("GPU", 0) / opts.num_gpus)) if gpu else 1)
-    threads = opts.threads or (0 if gpu else max(1, cpus))
-    journal_dir = os.path.join(tempfile.gettempdir(), f"crnn-ocr-journal-{uuid.uuid4().hex[:12]}")
+    pool = plan_actors(opts.num_gpus, opts.actors, opts.threads, opts.batch_size,
+                       node_cpus=largest_node_cpus(ray.nodes()), cluster_gpus=ray.cluster_resources().get("GPU", 0))
     with warnings.catch_warnings():
         # Restarts can only be bounded through ray_remote_args, which Ray 2.60 calls deprecated
         # without offering a named parameter for them yet.
         warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
-        ds = ds.map_batches(
+        return ds.map_batches(
             CRNNPredictor,
             fn_constructor_kwargs={"model_path": opts.model, "precision": opts.precision, "decoder": opts.decoder,
-                                   "threads": threads, "journal_dir": journal_dir},
-            batch_size=opts.batch_size or (512 if gpu else 128), batch_format="pyarrow",
-            # On CPU the fused preprocessing would otherwise run on a second thread beside torch's own
-            # threads, and an oversubscribed OpenMP team stalls (measured: 44 s instead of 34 s per 21,888 crops).
-            compute=ray.data.ActorPoolStrategy(size=actors, enable_true_multi_threading=not gpu),
-            # CPU actors leave one CPU to the read/write tasks, or those never get scheduled (a hang, not an error).
-            num_gpus=opts.num_gpus if gpu else None, num_cpus=1 if gpu else min(1.0, max(cpus - 1, 0) / actors),
+                                   "threads": pool.threads, "journal_dir": journal_dir},
+            batch_size=pool.batch_size, batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=pool.actors, enable_true_multi_threading=pool.true_multi_threading),
+            num_gpus=pool.num_gpus, num_cpus=pool.num_cpus,
             # Ray Data restarts a dead actor forever by default: a crop that always kills it would hang the job.
             # The journal isolates such a crop in log8(batch) + 1 deaths; beyond the budget the job fails.
             max_restarts=opts.actor_restarts, max_task_retries=opts.actor_restarts)
-    try:
-        with without_false_alarms():  # entered after ray.init: Ray's processes must not inherit the filter
-            writer.write(ds, opts.rows_per_file)
-    except ray.exceptions.ActorDiedError as e:
-        raise JobFailed(f"the model actor died more than --actor-restarts={opts.actor_restarts} times "
-                        f"({_death_cause(e)}); rows read so far are staged in {writer.staging!r}: "
-                        f"rerun with --resume to finish") from None
-    finally:
-        shutil.rmtree(journal_dir, ignore_errors=True)
-    if opts.stats:
-        print(ds.stats())
 
-    counts = writer.staged_counts(id_column)
+
+def _summary(opts: OcrOptions, staged: Staged, rows_in: int, out_id: str | None, model_id: str,
+             t0: float) -> dict:
+    """Check that the staged rows account for the input (OutputCheckFailed if not) and describe the run. An
+    empty input (rows_in 0) has no ids to count."""
+    if opts.stats and staged.dataset is not None:
+        print(staged.dataset.stats())
+    if rows_in:
+        counts = staged.counts(out_id)
+    else:
+        counts = staged.counts(None) | ({"unique_ids": 0, "null_ids": 0} if out_id else {})
     # Ids are checked unique up front only for --resume; otherwise a repeated input id is reported, not fatal.
     if counts["rows"] != rows_in or (opts.resume and counts["unique_ids"] != rows_in):
-        raise writer.incomplete(f"{rows_in} rows in, {counts['rows']} written ({counts.get('unique_ids')} distinct "
-                                f"ids)", resumable=bool(id_column))
+        raise staged.incomplete(f"{rows_in} rows in, {counts['rows']} written ({counts.get('unique_ids')} distinct "
+                                f"ids)", resumable=bool(out_id))
     null_ids = counts.get("null_ids")
     wall = time.time() - t0
-    summary = {"rows_in": rows_in, "ok": counts["rows"] - counts["failed"], "failed": counts["failed"],
-               "errors": counts["errors"], "resumed_rows": len(done),
-               "repeated_ids": rows_in - counts["unique_ids"] - null_ids if id_column else None,
-               "null_ids": null_ids,
-               "wall_s": round(wall, 3),
-               "crops_per_s": round((rows_in - len(done)) / wall, 1), "model": model_id,
-               "input": opts.input, "output": opts.output, "options": opts.public()}
-    writer.commit(summary)
-    return summary
+    return {"rows_in": rows_in, "ok": counts["rows"] - counts["failed"], "failed": counts["failed"],
+            "errors": counts["errors"], "resumed_rows": staged.resumed,
+            "repeated_ids": rows_in - counts["unique_ids"] - null_ids if out_id else None,
+            "null_ids": null_ids,
+            "wall_s": round(wall, 3),
+            "crops_per_s": round((rows_in - staged.resumed) / wall, 1) if rows_in else 0.0, "model": model_id,
+            "input": opts.input, "output": opts.output, "options": opts.public()}
 
 
 def _count_rows(store: Storage, source: Source) -> int:
@@ -190,18 +217,8 @@ def _death_cause(e: Exception) -> str:
     return " ".join(detail.split())[:200] or type(e).__name__
 
 
-def _empty_output(opts: OcrOptions, writer: OutputWriter, store: Storage, source: Source, id_column: str | None,
-                  model_id: str, t0: float) -> dict:
-    """The output of an input of no rows: one empty part with the output's schema, a summary, `_SUCCESS`."""
+def _empty_schema(store: Storage, source: Source, image_column: str) -> pa.Schema:
+    """The output's schema for an input of no rows: the input's columns but the image, then the output's."""
     schema = store.call("reading Parquet schema", pq.read_schema, source.files[0], filesystem=store.arrow_fs)
-    fields = [f.with_name(output_name(f.name)) for f in schema if f.name != opts.image_column]
-    fields += list(OUTPUT_FIELDS)
-    writer.prepare(resume=False)
-    writer.write_empty(pa.schema(fields))
-    counts = writer.staged_counts(None)
-    summary = {"rows_in": 0, "ok": 0, "failed": 0, "errors": counts["errors"], "resumed_rows": 0,
-               "repeated_ids": 0 if id_column else None, "null_ids": 0 if id_column else None,
-               "wall_s": round(time.time() - t0, 3), "crops_per_s": 0.0,
-               "model": model_id, "input": opts.input, "output": opts.output, "options": opts.public()}
-    writer.commit(summary)
-    return summary
+    fields = [f.with_name(output_name(f.name)) for f in schema if f.name != image_column]
+    return pa.schema(fields + list(OUTPUT_FIELDS))

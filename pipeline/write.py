@@ -29,6 +29,7 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -48,13 +49,52 @@ class OutputCheckFailed(UserError):
 
 
 class OutputWriter:
-    """Staged, all-or-nothing Parquet output at `store`, held by one run at a time (a lease)."""
+    """Staged, all-or-nothing Parquet output at `store`, held by one run at a time (a lease). One entry point:
 
-    def __init__(self, store: Storage, overwrite: bool = False):
-        self.store, self.overwrite = store, overwrite
+        with OutputWriter(store, overwrite=..., resume=...) as writer:   # takes the lease, checks the output
+            ...                                                          # (the caller's own checks, ray.init)
+            summary = writer.write(rows, summarize)                      # stage, check, commit
+
+    Leaving the block any other way (an exception, Ctrl-C) lets go of the lease and keeps the staged parts.
+    """
+
+    def __init__(self, store: Storage, overwrite: bool = False, resume: bool = False):
+        self.store, self.overwrite, self.resume = store, overwrite, resume
         self.staging = store.join(STAGING)
         self.run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
         self._lease: _Lease | None = None
+
+    def __enter__(self) -> OutputWriter:
+        self._check_target(self.resume)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._release()
+
+    def write(self, rows: Callable[[pa.Array], ray.data.Dataset] | pa.Schema, summarize: Callable[[Staged], dict],
+              id_column: str | None = None, rows_per_file: int | None = None,
+              max_rows_per_file: int | None = None) -> dict:
+        """Stage the rows, let `summarize` check what was staged and give the summary, commit; returns it.
+
+        rows: a function of the ids an earlier run staged (read from `id_column` when resuming; none otherwise)
+        giving the Dataset of the rows still to do, streamed into staged Parquet parts; or a schema: one part
+        of no rows (an empty input's whole output, never resumed).
+        summarize: raises (`Staged.incomplete`) if the staged rows do not account for the input; nothing is
+        committed then and the staged parts are kept. What it returns becomes `_summary.json`.
+        """
+        empty = isinstance(rows, pa.Schema)
+        resume = self.resume and not empty
+        self._prepare(resume=resume)
+        done = self._finished_ids(id_column) if resume else pa.array([], pa.string())
+        dataset = None
+        if empty:
+            self._write_empty(rows)
+        else:
+            dataset = rows(done)
+            self._stage(dataset, rows_per_file, max_rows_per_file)
+        summary = summarize(Staged(self, dataset, len(done)))
+        self._commit(summary)
+        return summary
 
     # --- listing ------------------------------------------------------------------------------------
 
@@ -131,10 +171,10 @@ class OutputWriter:
             if (_read_json(store, path) or {}).get("run_id") != self.run_id:
                 self._refuse_if_held()
         self._lease = _Lease(store, path, record, made)
-        # A run that ends without commit() or release() (an exception, the interpreter exiting) lets go too.
+        # A run that ends without _commit() or _release() (an exception, the interpreter exiting) lets go too.
         weakref.finalize(self, self._lease.release)
 
-    def release(self) -> None:
+    def _release(self) -> None:
         """Give the output up without committing (staged parts stay for --resume)."""
         if self._lease:
             self._lease.release()
@@ -145,13 +185,13 @@ class OutputWriter:
         record = _read_json(self.store, posixpath.join(self.staging, LEASE)) if self._lease else None
         if not record or record.get("run_id") != self.run_id:
             other = (record or {}).get("run_id")
-            self.release()
+            self._release()
             raise UserError(f"output {self.store.uri!r}: this run ({self.run_id}) lost its lease"
                             f"{f' to run {other}' if other else ''}: nothing was committed")
 
     # --- before the run -----------------------------------------------------------------------------
 
-    def check_target(self, resume: bool = False) -> None:
+    def _check_target(self, resume: bool = False) -> None:
         """Take the output's lease (refusing while another run holds it), finish a commit that was
         interrupted, then refuse a complete output (unless overwriting) or foreign Parquet files
         (unless resuming: then they are ours, from a commit that was interrupted)."""
@@ -170,7 +210,7 @@ class OutputWriter:
                 raise UserError(f"output {self.store.uri!r} holds {len(parts)} .parquet files but no {SUCCESS}; "
                                 f"pass --overwrite to replace them or choose another --output")
         except BaseException:
-            self.release()
+            self._release()
             raise
 
     def _recover(self) -> None:
@@ -213,10 +253,10 @@ class OutputWriter:
         if os.path.exists(posixpath.join(out, SUCCESS)):
             _remove(posixpath.join(out, LEASE))  # left by a commit killed just after its last rename
 
-    def prepare(self, resume: bool) -> None:
+    def _prepare(self, resume: bool) -> None:
         """Start a fresh staging area, or keep it to resume; fail now, not mid-run, if it is not writable."""
         if self._lease is None:
-            self.check_target(resume)
+            self._check_target(resume)
         fs = self.store.fs
         if resume:
             if not self.store.exists(self.store.join(SUCCESS)):  # parts an interrupted commit moved: back they go
@@ -235,7 +275,7 @@ class OutputWriter:
         self.store.call("writing output", fs.touch, probe)
         fs.rm(probe)
 
-    def finished_ids(self, id_column: str) -> pa.Array:
+    def _finished_ids(self, id_column: str) -> pa.Array:
         """Ids already written by an earlier, interrupted run; unreadable (half-written) parts are deleted."""
         fs, done = self.store.fs, []
         for part in self._parts(self.staging):
@@ -247,24 +287,22 @@ class OutputWriter:
 
     # --- the run ------------------------------------------------------------------------------------
 
-    def write(self, ds: ray.data.Dataset, rows_per_file: int | None = None, max_rows_per_file: int | None = None) -> None:
+    def _stage(self, ds: ray.data.Dataset, rows_per_file: int | None = None,
+               max_rows_per_file: int | None = None) -> None:
         """Execute the dataset, streaming its blocks into staged Parquet parts."""
         try:
             ds.write_parquet(self.store.url(self.staging), filesystem=self.store.arrow_fs,
                              min_rows_per_file=rows_per_file, max_rows_per_file=max_rows_per_file)
         except BaseException:
-            self.release()
+            self._release()
             raise
 
-    def write_empty(self, schema: pa.Schema) -> None:
+    def _write_empty(self, schema: pa.Schema) -> None:
         """Stage one Parquet part of no rows with the output's schema (an empty input's whole output)."""
         path = posixpath.join(self.staging, f"{self.run_id}-empty.parquet")
         self.store.call("writing output", pq.write_table, schema.empty_table(), path, filesystem=self.store.arrow_fs)
 
-    def staged_parts(self) -> list[str]:
-        return self._parts(self.staging)
-
-    def staged_counts(self, id_column: str | None) -> dict:
+    def _staged_counts(self, id_column: str | None) -> dict:
         """Rows, failed rows (and by kind: the error up to its first ':') in the staged parts, read back from
         the files: what readers will see."""
         try:
@@ -286,12 +324,12 @@ class OutputWriter:
                 counts["null_ids"] = table[id_column].null_count
             return counts
         except BaseException:
-            self.release()
+            self._release()
             raise
 
-    def incomplete(self, what: str, resumable: bool) -> OutputCheckFailed:
+    def _incomplete(self, what: str, resumable: bool) -> OutputCheckFailed:
         """The error for staged rows that do not account for the input (the lease is let go, parts kept)."""
-        self.release()
+        self._release()
         then = ("rerun with --resume (same --input and --output) to finish them" if resumable
                 else "a rerun starts over (--resume needs an id column)")
         return OutputCheckFailed(f"output check failed: {what}; nothing was committed, the staged parts are left "
@@ -299,7 +337,7 @@ class OutputWriter:
 
     # --- commit -------------------------------------------------------------------------------------
 
-    def commit(self, summary: dict) -> None:
+    def _commit(self, summary: dict) -> None:
         """Make the staged parts the output, with `_summary.json` and `_SUCCESS` (listing the parts)."""
         self._check_lease()
         try:
@@ -313,7 +351,7 @@ class OutputWriter:
             if not (self._swappable() and self._commit_by_rename(summary, success)):
                 self._commit_by_moves(summary, success)
         finally:
-            self.release()
+            self._release()
 
     def _swappable(self) -> bool:
         """Local, and the output folder holds nothing but this job's files: it can be swapped whole."""
@@ -367,7 +405,7 @@ class OutputWriter:
         fs, out = self.store.fs, self.store.path
         if self.store.exists(self.store.join(SUCCESS)):
             fs.rm(self.store.join(SUCCESS))
-        for old in self._parts(out):  # only with --overwrite: check_target refused otherwise
+        for old in self._parts(out):  # only with --overwrite: _check_target refused otherwise
             fs.rm(old)
         for part in self._parts(self.staging):
             fs.mv(part, posixpath.join(out, posixpath.basename(part)))
@@ -378,6 +416,26 @@ class OutputWriter:
             fs.rm(self.staging, recursive=True)
         except FileNotFoundError:  # object stores: no objects left under the prefix, so no "folder" either
             pass
+
+
+class Staged:
+    """What a run staged, read back from the files (what readers will see), for `summarize`'s check and
+    summary between staging and commit."""
+
+    def __init__(self, writer: OutputWriter, dataset: ray.data.Dataset | None, resumed: int):
+        self._writer = writer
+        self.dataset = dataset        # the Dataset that was written (for its stats); None for an empty output
+        self.resumed = resumed        # rows an earlier run staged, kept (--resume)
+        self.staging = writer.staging
+
+    def parts(self) -> list[str]:
+        return self._writer._parts(self.staging)
+
+    def counts(self, id_column: str | None) -> dict:
+        return self._writer._staged_counts(id_column)
+
+    def incomplete(self, what: str, resumable: bool) -> OutputCheckFailed:
+        return self._writer._incomplete(what, resumable)
 
 
 class _Lease:
@@ -402,7 +460,7 @@ class _Lease:
                     return
                 try:
                     if (_read_json(self.store, self.path) or {}).get("run_id") != self.record["run_id"]:
-                        return  # taken over (or removed): commit() will refuse
+                        return  # taken over (or removed): _commit() will refuse
                     self.record["heartbeat"] = time.time()
                     _put_json(self.store, self.path, self.record)
                 except Exception:  # a storage hiccup: try again at the next beat

@@ -112,19 +112,27 @@ def moto_s3() -> str:
             proc.wait()
 
 
-def write_crops_parquet(fs, prefix: str, n: int = 40, bad: dict | None = None, files: int = 2):
-    """n rows (id, image, page, label) of real PNG/JPEG crops as `files` Parquet files under `prefix` of
-    fsspec filesystem `fs`; rows in `bad` get those bytes (or None) instead. Returns the whole table."""
+WORDS = ["Date:", "TOTAL", "R&D", "(212) 555-0199", "a", "#12-B", "invoice", "$1,234.56"]
+
+
+def crop_table(n: int = 40, bad: dict | None = None):
+    """The tests' crop table: n rows (id, image, page, label) of real PNG/JPEG crops of `WORDS` in several
+    sizes; rows in `bad` get those bytes (or None) instead of their crop."""
     import pyarrow as pa
+
+    bad = bad or {}
+    rows = [{"id": f"crop-{i:04d}", "page": i // 10, "label": WORDS[i % len(WORDS)],
+             "image": bad[i] if i in bad else crop_bytes(WORDS[i % len(WORDS)], "JPEG" if i % 3 == 0 else "PNG",
+                                                         size=10 + i % 12)} for i in range(n)]
+    return pa.Table.from_pylist(rows, schema=pa.schema([("id", pa.string()), ("image", pa.binary()),
+                                                        ("page", pa.int32()), ("label", pa.string())]))
+
+
+def write_crops_parquet(fs, prefix: str, n: int = 40, bad: dict | None = None, files: int = 2):
+    """`crop_table(n, bad)` as `files` Parquet files under `prefix` of fsspec filesystem `fs`; returns the table."""
     import pyarrow.parquet as pq
 
-    words = ["Date:", "TOTAL", "R&D", "(212) 555-0199", "a", "#12-B", "invoice", "$1,234.56"]
-    bad = bad or {}
-    rows = [{"id": f"crop-{i:04d}", "page": i // 10, "label": words[i % len(words)],
-             "image": bad[i] if i in bad else crop_bytes(words[i % len(words)], "JPEG" if i % 3 == 0 else "PNG",
-                                                         size=10 + i % 12)} for i in range(n)]
-    table = pa.Table.from_pylist(rows, schema=pa.schema([("id", pa.string()), ("image", pa.binary()),
-                                                         ("page", pa.int32()), ("label", pa.string())]))
+    table = crop_table(n, bad)
     step = -(-n // files)
     for k in range(files):
         with fs.open(f"{prefix}/part-{k}.parquet", "wb") as f:

@@ -16,29 +16,23 @@ import threading
 import time
 from pathlib import Path
 
+import fsspec
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
 from pipeline.predict import CRASHED
-from tests.conftest import crop_bytes, encode
+from tests.conftest import encode, write_crops_parquet
 
 REPO = Path(__file__).resolve().parents[1]
 POISON = 200
-WORDS = ["Date:", "TOTAL", "R&D", "invoice", "#12-B", "$1,234.56", "Name", "a"]
+LOCAL = fsspec.filesystem("file")
 
 
 def _input(path: Path, n: int, poison: tuple[int, ...] = ()) -> list[str]:
-    crops = [crop_bytes(w, size=10 + i) for i, w in enumerate(WORDS)]
-    bad = encode(Image.new("L", (40, 20), POISON))
-    rows = [{"id": f"c{i:05d}", "image": bad if i in poison else crops[i % len(crops)]} for i in range(n)]
-    table = pa.Table.from_pylist(rows)
     path.mkdir()
-    for k in range(2):
-        pq.write_table(table.slice(k * n // 2, n - n // 2 if k else n // 2), path / f"part-{k}.parquet")
-    return [r["id"] for r in rows]
+    bad = encode(Image.new("L", (40, 20), POISON))
+    return write_crops_parquet(LOCAL, str(path), n, bad={i: bad for i in poison})["id"].to_pylist()
 
 
 def _ocr(args: list[str], poison: bool = False, timeout: float = 400) -> subprocess.Popen:
@@ -93,9 +87,10 @@ def test_poison_crop_gets_an_error_row_and_the_job_goes_on(small_model, tmp_path
     assert rc == 0, err[-3000:]
     df = pd.read_parquet(tmp_path / "out").set_index("id")
     assert sorted(df.index) == ids
-    assert set(df.index[df["error"].notna()]) == {"c00007", "c00150"}
-    assert (df.loc[["c00007", "c00150"], "error"] == CRASHED).all()
-    assert df.loc[["c00007", "c00150"], "text"].isna().all() and df["text"].notna().sum() == 198
+    poisoned = [ids[7], ids[150]]
+    assert set(df.index[df["error"].notna()]) == set(poisoned)
+    assert (df.loc[poisoned, "error"] == CRASHED).all()
+    assert df.loc[poisoned, "text"].isna().all() and df["text"].notna().sum() == 198
 
 
 def test_actor_dying_beyond_the_budget_fails_cleanly_and_resume_finishes(small_model, tmp_path):

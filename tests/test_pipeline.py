@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import fsspec
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -11,23 +12,9 @@ import pytest
 
 from jobs.ocr import main as ocr_main
 from pipeline import OcrOptions, run_ocr
-from tests.conftest import crop_bytes
+from tests.conftest import WORDS, crop_bytes, write_crops_parquet
 
-GOOD_WORDS = ["Date:", "TOTAL", "R&D", "(212) 555-0199", "a", "#12-B", "invoice", "$1,234.56"]
-
-
-def _write_input(path, bad: dict[int, bytes | None], n: int = 40):
-    """n rows of real PNG/JPEG crops with id and metadata columns; rows in `bad` get those bytes instead."""
-    rows = []
-    for i in range(n):
-        img = crop_bytes(GOOD_WORDS[i % len(GOOD_WORDS)], fmt="JPEG" if i % 3 == 0 else "PNG", size=10 + i % 12)
-        rows.append({"id": f"crop-{i:04d}", "image": bad.get(i, img) if i in bad else img,
-                     "page": i // 10, "label": GOOD_WORDS[i % len(GOOD_WORDS)]})
-    table = pa.Table.from_pylist(rows, schema=pa.schema([("id", pa.string()), ("image", pa.binary()),
-                                                          ("page", pa.int32()), ("label", pa.string())]))
-    pq.write_table(table.slice(0, n // 2), path / "part-0.parquet")
-    pq.write_table(table.slice(n // 2), path / "part-1.parquet")
-    return table
+LOCAL = fsspec.filesystem("file")
 
 
 def test_parquet_in_parquet_out(ray_local, small_model, tmp_path):
@@ -35,7 +22,7 @@ def test_parquet_in_parquet_out(ray_local, small_model, tmp_path):
     src.mkdir()
     truncated = crop_bytes("truncated")[:40]
     bad = {3: b"", 7: truncated, 11: b"this is not an image", 15: None}
-    table = _write_input(src, bad)
+    table = write_crops_parquet(LOCAL, str(src), n=40, bad=bad)
     out = tmp_path / "out"
 
     summary = run_ocr(OcrOptions(input=str(src), output=str(out), model=small_model, batch_size=8, window=16))
@@ -65,7 +52,7 @@ def test_image_folder_in_parquet_out(ray_local, small_model, tmp_path):
     src = tmp_path / "images"
     (src / "sub").mkdir(parents=True)
     names = []
-    for i, word in enumerate(GOOD_WORDS):
+    for i, word in enumerate(WORDS):
         ext, fmt = [("png", "PNG"), ("jpg", "JPEG"), ("tif", "TIFF"), ("bmp", "BMP"), ("webp", "WEBP")][i % 5]
         name = f"{'sub/' if i % 2 else ''}w{i}.{ext}"
         (src / name).write_bytes(crop_bytes(word, fmt=fmt, mode="RGB"))
@@ -87,7 +74,7 @@ def test_image_folder_in_parquet_out(ray_local, small_model, tmp_path):
 def test_user_mistakes_get_one_line(ray_local, small_model, tmp_path, capsys, case):
     src = tmp_path / "in"
     src.mkdir()
-    _write_input(src, {}, n=4)
+    write_crops_parquet(LOCAL, str(src), n=4)
     args = ["--input", str(src), "--output", str(tmp_path / "out"), "--model", small_model]
     if case == "missing_input":
         args[1], expect = str(tmp_path / "nope"), "does not exist"
@@ -113,7 +100,7 @@ def test_user_mistakes_get_one_line(ray_local, small_model, tmp_path, capsys, ca
 def test_overwrite_replaces_complete_output(ray_local, small_model, tmp_path):
     src = tmp_path / "in"
     src.mkdir()
-    _write_input(src, {}, n=6)
+    write_crops_parquet(LOCAL, str(src), n=6)
     out = tmp_path / "out"
     args = ["--input", str(src), "--output", str(out), "--model", small_model]
     assert ocr_main(args) == 0
@@ -127,7 +114,7 @@ def test_overwrite_replaces_complete_output(ray_local, small_model, tmp_path):
 def test_repeated_ids_are_reported_not_fatal_without_resume(ray_local, small_model, tmp_path):
     src = tmp_path / "in"
     src.mkdir()
-    table = _write_input(src, {}, n=6)
+    table = write_crops_parquet(LOCAL, str(src), n=6)
     ids = pa.array(["a", "a", "b", "c", "c", "c"])
     pq.write_table(table.set_column(0, "id", ids), src / "part-0.parquet")
     (src / "part-1.parquet").unlink()

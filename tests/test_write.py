@@ -43,14 +43,14 @@ def _table(tag: str, n: int) -> pa.Table:
 def _committed(out: Path, tag: str, parts: int = 3, rows: int = 4, overwrite: bool = False) -> OutputWriter:
     """A complete output of `parts` parts of `rows` rows, all with text `tag`, committed by a writer."""
     w = _staged(out, tag, parts, rows, overwrite)
-    w.commit({"rows_in": parts * rows})
+    w._commit({"rows_in": parts * rows})
     return w
 
 
 def _staged(out: Path, tag: str, parts: int = 3, rows: int = 4, overwrite: bool = True) -> OutputWriter:
     w = _writer(out, overwrite)
-    w.check_target()
-    w.prepare(resume=False)
+    w._check_target()
+    w._prepare(resume=False)
     for k in range(parts):
         pq.write_table(_table(f"{tag}{k}", rows), Path(w.staging) / f"{tag}-{k}.parquet")
     return w
@@ -105,8 +105,8 @@ def test_second_run_refuses_while_another_process_holds_the_output(tmp_path, sma
     out = tmp_path / "out"
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pipeline.storage import Storage; "
-         "from pipeline.write import OutputWriter; w = OutputWriter(Storage(sys.argv[1])); w.check_target(); "
-         "w.prepare(False); print(w.run_id, flush=True); time.sleep(120)", str(out)],
+         "from pipeline.write import OutputWriter; w = OutputWriter(Storage(sys.argv[1])); w._check_target(); "
+         "w._prepare(False); print(w.run_id, flush=True); time.sleep(120)", str(out)],
         cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         run_id = holder.stdout.readline().strip()
@@ -124,11 +124,11 @@ def test_second_run_refuses_while_another_process_holds_the_output(tmp_path, sma
         holder.send_signal(signal.SIGKILL)
         holder.wait()
     w = _writer(out)
-    w.check_target(resume=True)                     # its process is gone: taken over, its parts kept
+    w._check_target(resume=True)                    # its process is gone: taken over, its parts kept
     assert json.loads((out / "_staging" / "_lease.json").read_text())["run_id"] == w.run_id
-    w.prepare(resume=True)
+    w._prepare(resume=True)
     assert staged.exists()
-    w.release()
+    w._release()
 
 
 @pytest.mark.parametrize("case", ["dead_pid", "stale_heartbeat", "live_other_host", "reused_pid"])
@@ -148,12 +148,12 @@ def test_lease_taken_over_only_from_a_run_that_is_gone(tmp_path, case):
     w = _writer(out)
     if case == "live_other_host":
         with pytest.raises(UserError, match=r"in use by run other-run \(pid \d+ on elsewhere, .* last heartbeat 0 s"):
-            w.check_target()
+            w._check_target()
         assert json.loads(lease.read_text())["run_id"] == "other-run"
     else:
-        w.check_target()
+        w._check_target()
         assert json.loads(lease.read_text())["run_id"] == w.run_id
-        w.release()
+        w._release()
         assert not lease.exists()
 
 
@@ -167,7 +167,7 @@ def test_heartbeat_refreshes_and_a_lost_lease_is_never_committed(tmp_path, monke
     assert json.loads(lease.read_text())["heartbeat"] > first
     _lease(lease, run_id="usurper")                 # taken over (this run was silent past STALE_S, say)
     with pytest.raises(UserError, match=r"lost its lease to run usurper: nothing was committed"):
-        w.commit({})
+        w._commit({})
     assert not (out / "_SUCCESS").exists() and not list(out.glob("*.parquet"))
     assert json.loads(lease.read_text())["run_id"] == "usurper"    # the new holder's lease left alone
 
@@ -176,7 +176,7 @@ def test_lease_let_go_on_failure_and_when_the_writer_is_dropped(tmp_path):
     out = tmp_path / "out"
     _committed(out, "old")
     with pytest.raises(UserError, match="already complete"):
-        _writer(out).check_target()
+        _writer(out)._check_target()
     assert sorted(p.name for p in out.iterdir()) == ["_SUCCESS", "_summary.json", "old-0.parquet", "old-1.parquet",
                                                      "old-2.parquet"]
     w = _staged(tmp_path / "other", "x")
@@ -185,7 +185,7 @@ def test_lease_let_go_on_failure_and_when_the_writer_is_dropped(tmp_path):
     del w
     gc.collect()
     assert not lease.exists() and (tmp_path / "other" / "_staging" / "x-0.parquet").exists()
-    _writer(tmp_path / "other").check_target(resume=True)          # free again
+    _writer(tmp_path / "other")._check_target(resume=True)         # free again
 
 
 # --- the commit ----------------------------------------------------------------------------------------
@@ -205,7 +205,7 @@ def test_commit_is_never_seen_half(tmp_path, monkeypatch):
         seen.append(_seen(out))
 
     monkeypatch.setattr(os, "rename", watched)
-    w.commit({"rows_in": 12})
+    w._commit({"rows_in": 12})
     monkeypatch.undo()
     assert old == "12 rows: old" and seen[0] == old and seen[-1] == new and _seen(out) == new
     assert set(seen) <= {old, "missing", new}, seen
@@ -239,7 +239,7 @@ def test_interrupted_commit_is_finished_by_the_next_run(tmp_path, monkeypatch, s
     monkeypatch.setattr(write.shutil, "rmtree", lambda *a, **k: (_ for _ in ()).throw(_Killed()))
     monkeypatch.setattr(write._Lease, "release", lambda self: self.stop())   # a killed run lets go of nothing
     with pytest.raises(_Killed):
-        w.commit({"rows_in": 12})
+        w._commit({"rows_in": 12})
     monkeypatch.undo()
     assert _seen(out) in {"12 rows: old", "missing", "12 rows: new"}
     assert len(list(tmp_path.iterdir())) > 1 or step == 1           # left half done: a folder beside the output
@@ -247,7 +247,7 @@ def test_interrupted_commit_is_finished_by_the_next_run(tmp_path, monkeypatch, s
 
     nxt = _writer(out)
     with pytest.raises(UserError, match="already complete"):        # finished: complete, and it is the new one
-        nxt.check_target()
+        nxt._check_target()
     assert _seen(out) == "12 rows: new" and json.loads((out / "_SUCCESS").read_text())["run_id"] == w.run_id
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert sorted(p.name for p in out.iterdir()) == ["_SUCCESS", "_summary.json", "new-0.parquet", "new-1.parquet",
@@ -271,7 +271,7 @@ def test_interrupted_commit_without_a_whole_success_goes_back_to_staging(tmp_pat
     monkeypatch.setattr(os, "rename", dies)
     monkeypatch.setattr(write._Lease, "release", lambda self: self.stop())
     with pytest.raises(_Killed):
-        w.commit({})
+        w._commit({})
     monkeypatch.undo()
     assert _seen(out) == "missing"
     commit = tmp_path / f".out.commit-{w.run_id}"
@@ -280,7 +280,7 @@ def test_interrupted_commit_without_a_whole_success_goes_back_to_staging(tmp_pat
 
     nxt = _writer(out)
     with pytest.raises(UserError, match="already complete"):        # the old output is back
-        nxt.check_target()
+        nxt._check_target()
     assert _seen(out) == "12 rows: old"
     assert sorted(p.name for p in (out / "_staging").glob("*.parquet")) == [f"new-{k}.parquet" for k in range(3)]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
@@ -293,7 +293,7 @@ def test_output_with_other_files_is_committed_in_place(tmp_path):
     out.mkdir()
     (out / ".gitkeep").write_text("mine")
     w = _staged(out, "new", parts=2, overwrite=False)
-    w.commit({})
+    w._commit({})
     assert (out / ".gitkeep").read_text() == "mine" and _seen(out) == "8 rows: new"
     success = json.loads((out / "_SUCCESS").read_text())
     assert {p["name"] for p in success["parts"]} == {p.name for p in out.glob("*.parquet")} == {"new-0.parquet",
@@ -307,11 +307,41 @@ def test_staged_counts_by_kind_of_error(tmp_path):
               "not an image (unrecognised format)", None, "truncated image"]
     pq.write_table(pa.table({"id": [str(i) for i in range(7)], "error": errors}), Path(w.staging) / "a.parquet")
     pq.write_table(pa.table({"id": ["7"], "error": ["truncated image"]}), Path(w.staging) / "b.parquet")
-    counts = w.staged_counts("id")
+    counts = w._staged_counts("id")
     assert counts == {"rows": 8, "failed": 6, "unique_ids": 8, "null_ids": 0,
                       "errors": {"truncated image": 3, "image too large": 2, "not an image (unrecognised format)": 1}}
     assert list(counts["errors"]) == ["truncated image", "image too large", "not an image (unrecognised format)"]
-    w.release()
+    w._release()
+
+
+def test_one_entry_point_stages_checks_and_commits(tmp_path):
+    """`with OutputWriter(...) as w: w.write(rows, summarize)`: the lease is held in the block, `summarize` sees
+    what was staged and its summary is committed; one that raises commits nothing, keeps the staged part and
+    lets go of the lease."""
+    out = tmp_path / "out"
+    schema = pa.schema([("id", pa.string()), ("error", pa.string())])
+    seen = []
+
+    def summarize(staged):
+        seen.append(([Path(p).name for p in staged.parts()], staged.counts("id"), staged.resumed))
+        return {"rows_in": 0}
+
+    with _writer(out) as w:
+        assert json.loads((out / "_staging" / "_lease.json").read_text())["run_id"] == w.run_id
+        assert w.write(schema, summarize) == {"rows_in": 0}
+    assert seen == [([f"{w.run_id}-empty.parquet"], {"rows": 0, "failed": 0, "errors": {}, "unique_ids": 0,
+                                                      "null_ids": 0}, 0)]
+    assert json.loads((out / "_summary.json").read_text()) == {"rows_in": 0}
+    assert json.loads((out / "_SUCCESS").read_text())["run_id"] == w.run_id and not (out / "_staging").exists()
+
+    def refuses(staged):
+        raise staged.incomplete("0 rows in, 1 written", resumable=False)
+
+    with pytest.raises(OutputCheckFailed, match=r"output check failed: 0 rows in, 1 written; nothing was committed"):
+        with _writer(out, overwrite=True) as again:
+            again.write(schema, refuses)
+    assert json.loads((out / "_SUCCESS").read_text())["run_id"] == w.run_id          # the old output stays
+    assert [p.name for p in (out / "_staging").iterdir()] == [f"{again.run_id}-empty.parquet"]
 
 
 # --- through the job -----------------------------------------------------------------------------------
@@ -391,21 +421,21 @@ def test_lease_and_success_on_s3(moto_s3):
         fs.mkdir(bucket)
     uri = f"s3://{bucket}/out-{uuid.uuid4().hex[:8]}"
     w = OutputWriter(Storage(uri))
-    w.check_target()
-    w.prepare(resume=False)
+    w._check_target()
+    w._prepare(resume=False)
     with pytest.raises(UserError, match=rf"in use by run {w.run_id} \(pid {os.getpid()}"):
         other = OutputWriter(Storage(uri))
         other.run_id = "second"
-        other.check_target()
+        other._check_target()
     key = uri.removeprefix("s3://")
     for k in range(2):
         buf = io.BytesIO()
         pq.write_table(_table(f"s3{k}", 3), buf)
         fs.pipe(f"{key}/_staging/p{k}.parquet", buf.getvalue())
-    w.commit({"rows_in": 6})
+    w._commit({"rows_in": 6})
     fs.invalidate_cache()
     success = json.loads(fs.cat_file(f"{key}/_SUCCESS"))
     assert sorted((p["name"], p["rows"]) for p in success["parts"]) == [("p0.parquet", 3), ("p1.parquet", 3)]
     assert sorted(f.rsplit("/", 1)[1] for f in fs.ls(key)) == ["_SUCCESS", "_summary.json", "p0.parquet", "p1.parquet"]
     with pytest.raises(UserError, match="already complete"):
-        OutputWriter(Storage(uri)).check_target()
+        OutputWriter(Storage(uri))._check_target()
