@@ -2,8 +2,8 @@
 
 Confidence: the model's probability of the decoded text, summed over all its
 CTC alignments (what `nn.CTCLoss` computes), from either decoder. Not the best
-path alone, nor its weakest frame (docTR's definition, this project's until
-2026-11-24): a frame split between a character and the blank beside it is no
+path alone, nor its weakest frame (docTR's definition, and this project's
+earlier one): a frame split between a character and the blank beside it is no
 doubt about the text, and counting it as one ranked right and wrong reads
 about half as well (MODEL_HISTORY.md, "Confidence").
 

@@ -1,11 +1,17 @@
-"""The recognition core: `Recognizer.read` (normalised crops, optional turned readings -> readings)."""
+"""The recognition core: `Recognizer.read` (normalised crops, optional turned readings -> readings),
+`recognize` on images of any kind, its options and decoders, and `around` for training's evaluation."""
 
 import io
 
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from crnn.charset import Charset
+from crnn.checkpoint import load_checkpoint, save_checkpoint
 from crnn.image import normalize_crop, turned_crop
+from crnn.model import CRNN, CRNNConfig
 from crnn.recognizer import Recognizer, prefer_turned
 from tests.conftest import crop_bytes
 
@@ -48,15 +54,9 @@ def test_prefer_turned(upright, turned, expected):
     assert prefer_turned(upright, turned) is expected
 
 
-
-
 def test_around_reads_with_the_model_as_it_is():
     """Training's evaluation: a Recognizer around the live model leaves it uncopied, unmoved and not
     channels_last (the caller switches eval/train), and reads as a loaded fp32 greedy Recognizer does."""
-    import torch
-
-    from crnn.checkpoint import load_checkpoint
-
     model, charset, _ = load_checkpoint(None)
     weight = model.cnn[0].weight
     rec = Recognizer.around(model, charset, torch.device("cpu"))
@@ -68,3 +68,74 @@ def test_around_reads_with_the_model_as_it_is():
     model.train()
     Recognizer.around(model, charset, "cpu")
     assert model.training and model.cnn[0].weight.is_contiguous()
+
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    torch.manual_seed(1234)
+    model = CRNN(CRNNConfig.small()).eval()
+    path = tmp_path_factory.mktemp("models") / "untrained.pt"
+    save_checkpoint(path, model, Charset(), name="untrained", version="0")
+    return path
+
+
+def inputs():
+    rng = np.random.default_rng(5)
+    return [
+        Image.fromarray(rng.integers(0, 256, (20, 60), dtype=np.uint8), "L"),      # PIL gray   -> w 96
+        rng.integers(0, 256, (32, 40), dtype=np.uint8),                            # numpy gray -> w 40
+        Image.fromarray(rng.integers(0, 256, (16, 50, 3), dtype=np.uint8), "RGB"), # PIL RGB    -> w 100
+        rng.integers(0, 256, (64, 40, 3), dtype=np.uint8),                         # numpy RGB  -> w 20
+        Image.fromarray(rng.integers(0, 256, (10, 30, 4), dtype=np.uint8), "RGBA"),# PIL RGBA   -> w 96
+    ]
+
+
+def check_results(results, n, charset):
+    assert isinstance(results, list) and len(results) == n
+    for r in results:
+        assert isinstance(r, tuple) and len(r) == 2
+        text, conf = r
+        assert isinstance(text, str) and isinstance(conf, float)
+        assert 0.0 <= conf <= 1.0
+        assert charset.can_encode(text)
+
+
+def test_recognize_mixed_inputs_in_order(model_path):
+    rec = Recognizer.load(model_path, device="cpu", precision="fp32")
+    assert rec.model_id == "untrained:0"
+    xs = inputs()
+    res = rec.recognize(xs)
+    check_results(res, len(xs), rec.charset)
+    assert len(set(res)) > 1                        # distinguishable, so the order checks below mean something
+
+    # Batches are formed by width, not input position: any permutation of the inputs must give
+    # the same per-input results, permuted the same way.
+    perm = [3, 0, 4, 2, 1]
+    res_perm = rec.recognize([xs[i] for i in perm])
+    assert res_perm == [res[i] for i in perm]
+
+    # batch_size=1 makes every crop its own batch: the same as recognising it on its own.
+    alone = rec.recognize(xs, batch_size=1)
+    check_results(alone, len(xs), rec.charset)
+    for i in range(len(xs)):
+        assert alone[i] == rec.recognize([xs[i]])[0]
+
+
+def test_recognize_empty_and_default_precision(model_path):
+    rec = Recognizer.load(model_path, device="cpu")
+    assert rec.precision == "bf16"
+    assert rec.recognize([]) == []
+    check_results(rec.recognize(inputs()[:2]), 2, rec.charset)
+
+
+def test_recognizer_rejects_bad_options(model_path):
+    with pytest.raises(ValueError, match="precision"):
+        Recognizer.load(model_path, device="cpu", precision="int4")
+    with pytest.raises(ValueError, match="decoder"):
+        Recognizer.load(model_path, device="cpu", decoder="viterbi")
+
+
+def test_recognize_beam_decoder(model_path):
+    rec = Recognizer.load(model_path, device="cpu", precision="fp32", decoder="beam")
+    check_results(rec.recognize(inputs()[:3]), 3, rec.charset)
