@@ -29,7 +29,7 @@ class Recognizer:
     Args:
         model, charset, meta: as returned by `load_checkpoint`.
         device: "cpu", "cuda", "cuda:1"...; None picks CUDA when available.
-        precision: "bf16", "fp16" or "fp32"; None picks bf16 (fastest on CUDA and on recent CPUs).
+        precision: "bf16", "fp16" or "fp32"; None picks `default_precision(device)`.
         decoder: "lexicon" (greedy, and for the crops it is unsure of a beam search that also weighs an
             English word prior, so that `thc` reads `the` while numbers and codes are read as the pixels
             say; see `lexicon_beam_decode`), "greedy" (best path) or "beam" (CTC prefix beam search).
@@ -45,7 +45,7 @@ class Recognizer:
                  precision: str | None = None, decoder: str = "lexicon", spec: ImageSpec = ImageSpec(),
                  max_columns: int | None = None, decoder_options: dict | None = None, prepare_model: bool = True):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.precision = precision or "bf16"
+        self.precision = precision or default_precision(self.device)
         if self.precision not in ("bf16", "fp16", "fp32"):
             raise ValueError(f"precision must be bf16, fp16 or fp32, got {self.precision!r}")
         if decoder not in DECODERS:
@@ -142,6 +142,18 @@ class Recognizer:
             for i, r in zip(idx, self.predict_padded(*pad_batch([crops[i] for i in idx]))):
                 results[i] = r
         return results
+
+
+def default_precision(device: torch.device) -> str:
+    """bf16 where the hardware computes in it: CUDA, and CPUs whose oneDNN has bf16 kernels (AVX-512 and
+    newer); fp32 on other CPUs, where bf16 autocast is emulated: on an AVX2-only CPU the default model
+    read 7 crops/s in bf16 against 110 in fp32 (batches of 128 crops of width 160, 2 threads)."""
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    try:
+        return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    except (AttributeError, RuntimeError):   # a build without oneDNN
+        return "fp32"
 
 
 def prefer_turned(upright: tuple[str, float], turned: tuple[str, float]) -> bool:

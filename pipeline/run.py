@@ -53,7 +53,9 @@ class OcrOptions:
     actors: int | None = _flag(None, help="model actors (default: one per GPU, or 1 on CPU)")
     num_gpus: float = _flag(0.0, help="GPUs per model actor (default %(default)g: CPU)")
     threads: int | None = _flag(None, help="torch threads per CPU actor (default: all CPUs)")
-    precision: str | None = _flag(None, choices=["bf16", "fp16", "fp32"], help="autocast precision (default bf16)")
+    precision: str | None = _flag(None, choices=["bf16", "fp16", "fp32"],
+                                  help="autocast precision (default: bf16 on CUDA and on CPUs with bf16 kernels, "
+                                       "AVX-512 and newer; fp32 on others)")
     decoder: str = _flag(
         "lexicon", choices=DECODERS,
         help="lexicon (default): greedy, and for crops it is unsure of (score < 0.9) a beam search that favours "
