@@ -1,13 +1,23 @@
 """CRNN text recognition as inference loads it: model, charset, CTC decoding, lexicon, image, checkpoints,
 recognizer. No Ray here; model development (synthetic data, training, metrics, splits) is `crnn.training`."""
 
-from crnn.charset import Charset, normalize
-from crnn.checkpoint import DEFAULT_MODEL, CheckpointError, load_checkpoint, save_checkpoint
-from crnn.decoding import beam_search_decode, greedy_decode
-from crnn.image import ImageSpec, decode_image, normalize_crop, pad_batch
-from crnn.model import CRNN, CRNNConfig
-from crnn.recognizer import Recognizer
+import importlib
 
-__all__ = ["CRNN", "CRNNConfig", "Charset", "CheckpointError", "DEFAULT_MODEL", "ImageSpec", "Recognizer",
-           "beam_search_decode", "decode_image", "greedy_decode", "load_checkpoint", "normalize",
-           "normalize_crop", "pad_batch", "save_checkpoint"]
+# name -> the module defining it. Imported on first use, so that `crnn.image` (preprocessing) does not
+# import PyTorch: a Ray worker that only decodes crops starts seconds sooner and smaller.
+_EXPORTS = {
+    "Charset": "charset", "normalize": "charset",
+    "DEFAULT_MODEL": "checkpoint", "CheckpointError": "checkpoint", "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "beam_search_decode": "decoding", "greedy_decode": "decoding",
+    "ImageSpec": "image", "decode_image": "image", "normalize_crop": "image", "pad_batch": "image",
+    "CRNN": "model", "CRNNConfig": "model",
+    "Recognizer": "recognizer",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"crnn.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'crnn' has no attribute {name!r}")
