@@ -32,6 +32,7 @@ Labels outside the model's charset (after normalisation) are reported and scored
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -47,7 +48,7 @@ from rapidfuzz.distance import Levenshtein
 
 from crnn.charset import Charset, normalize
 from crnn.checkpoint import DEFAULT_MODEL, CheckpointError
-from crnn.recognizer import Recognizer
+from crnn.recognizer import BACKENDS, Recognizer
 from crnn.training import splits
 from crnn.training.data import split_by_doc
 from crnn.training.metrics import (accuracy_by_score, confusions, crop_scores, metric_errors, paired_counts,
@@ -126,13 +127,19 @@ def report(df: pd.DataFrame, label: str, worst: int = 25, groups=None, case_inse
     }
 
 
-def check_model(path: str | None, decoder: str, what: str = "--model") -> None:
-    """Fail early, with one line, on a checkpoint that does not load or a decoder the Recognizer refuses
-    (the pipeline's actors would otherwise fail after the job has started)."""
+def check_model(path: str | None, decoder: str, what: str = "--model", backend: str = "torch") -> None:
+    """Fail early, with one line, on a checkpoint that does not load or a decoder or backend the Recognizer
+    refuses (the pipeline's actors would otherwise fail after the job has started)."""
+    if backend not in BACKENDS:
+        raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend != "torch" and "backend" not in {f.name for f in dataclasses.fields(OcrOptions)}:
+        raise UserError(f"--backend {backend}: this tree's pipeline (pipeline.run.OcrOptions) has no backend option")
     try:
-        Recognizer.load(path, device="cpu", decoder=decoder)
+        Recognizer.load(path, device="cpu", decoder=decoder, backend=backend)
     except CheckpointError as e:
         raise UserError(f"{what}: {e}") from None
+    except ImportError as e:
+        raise UserError(f"--backend: {e}") from None
     except ValueError as e:
         raise UserError(f"--decoder: {e}") from None
 
@@ -174,8 +181,9 @@ def _read_split(data_dir: Path, kind: str, split: str, out: Path) -> tuple[Path,
     return subset, int(mask.sum()), found, expected
 
 
-def _run(source: Path, output: Path, model: str | None, decoder: str) -> tuple[dict, pd.DataFrame]:
-    summary = run_ocr(OcrOptions(input=str(source), output=str(output), model=model, decoder=decoder))
+def _run(source: Path, output: Path, model: str | None, decoder: str, backend: str = "torch") -> tuple[dict, pd.DataFrame]:
+    extra = {} if backend == "torch" else {"backend": backend}      # a pipeline without the option reads torch
+    summary = run_ocr(OcrOptions(input=str(source), output=str(output), model=model, decoder=decoder, **extra))
     df = pd.read_parquet(output).sort_values("id", kind="stable").reset_index(drop=True)
     return summary, df
 
@@ -193,8 +201,9 @@ def evaluate_split(args, out: Path) -> dict:
                         f"{' and '.join(p.name for p in files.values())} in --data-dir {str(data_dir)!r})")
     baseline = None if args.baseline in (None, "shipped") else args.baseline
     baseline_decoder = args.baseline_decoder or args.decoder
-    run_baseline = args.baseline != "none" and not (_same_model(args.model, baseline) and baseline_decoder == args.decoder)
-    check_model(args.model, args.decoder)
+    run_baseline = args.baseline != "none" and not (_same_model(args.model, baseline) and baseline_decoder == args.decoder
+                                                    and args.backend == "torch")
+    check_model(args.model, args.decoder, backend=args.backend)
     if run_baseline:
         check_model(baseline, baseline_decoder, "--baseline")
     if args.split == "test":
@@ -203,14 +212,15 @@ def evaluate_split(args, out: Path) -> dict:
         shutil.rmtree(out)
     out.mkdir(parents=True)
 
-    rep = {"split": args.split, "data_dir": str(data_dir.resolve()), "decoder": args.decoder,
+    rep = {"split": args.split, "data_dir": str(data_dir.resolve()), "decoder": args.decoder, "backend": args.backend,
            "baseline_decoder": baseline_decoder if run_baseline else None, "se_method": SE_METHOD,
            "model_path": args.model, "baseline_path": baseline if run_baseline else None, "kinds": {}}
     if args.baseline != "none" and not run_baseline:
-        rep["baseline_skipped"] = "--model is the baseline (the same checkpoint and decoder): nothing to compare"
+        rep["baseline_skipped"] = ("--model is the baseline (the same checkpoint, decoder and backend): nothing to "
+                                   "compare")
     for kind, k in KINDS.items():
         subset, rows, found, expected = _read_split(data_dir, kind, args.split, out)
-        summary, df = _run(subset, out / "ocr" / kind, args.model, args.decoder)
+        summary, df = _run(subset, out / "ocr" / kind, args.model, args.decoder, args.backend)
         rep["model"] = summary["model"]
         label = "text_input"  # the label column `text` clashes with the prediction's
         groups = df["doc_id"].astype(str).tolist()
@@ -247,7 +257,7 @@ ROWS = [("exact", "exact"), ("case_insensitive", "case-insensitive exact"), ("al
 def print_split(rep: dict) -> None:
     kinds = rep["kinds"]
     w = 24
-    print(f"\n{rep['model']} on the {rep['split']} split (decoder {rep['decoder']}); "
+    print(f"\n{rep['model']} on the {rep['split']} split (decoder {rep['decoder']}, backend {rep.get('backend', 'torch')}); "
           f"± = standard error, cluster-robust by document; * = headline")
     for kind, r in kinds.items():
         print(f"  {kind}: {r['about']}")
@@ -281,7 +291,7 @@ def print_split(rep: dict) -> None:
         print(f"{kind} commonest confusions (label -> predicted): " +
               ", ".join(f"{c['label']!r}->{c['predicted']!r} x{c['count']}" for c in r["confusions"][:8]))
     if "baseline" in rep:
-        print(f"paired against baseline {rep['baseline']} (decoder {rep['baseline_decoder']}) on the same crops (headline metric; the sign test takes "
+        print(f"paired against baseline {rep['baseline']} (decoder {rep['baseline_decoder']}, backend torch) on the same crops (headline metric; the sign test takes "
               f"crops as independent, the differences' SEs are by document):")
         for kind, r in kinds.items():
             p, b = r["paired"], r["baseline_overall"]
@@ -323,6 +333,10 @@ def main(argv=None) -> int:
     p.add_argument("--doc-column", default="doc_id", help="document ids: crops of one document are one cluster for SEs")
     # No `choices`: the pipeline's Recognizer says which decoders exist (checked before any crop is read).
     p.add_argument("--decoder", default=OcrOptions.decoder, help="CTC decoder, as jobs.ocr's --decoder (default: greedy)")
+    p.add_argument("--backend", default="torch", choices=BACKENDS,
+                   help="what computes the model's logits (crnn.Recognizer's backend): torch (default) or onnx "
+                        "(ONNX Runtime, CPU, fp32); the baseline always reads with torch, so --backend onnx alone "
+                        "compares the two backends on the shipped model")
     args = p.parse_args(argv)
 
     if sum(map(bool, (args.split, args.input, args.synthetic))) != 1:
@@ -358,7 +372,7 @@ def main(argv=None) -> int:
                   f"not the set MODEL.md reports ({ref['set_id']}: {ref['n']} crops, seed {ref['seed']}, {ref['fonts']} "
                   f"font files, words from {ref['words']}; crnn/training/synth.py names the Debian packages)"))
     try:
-        check_model(args.model, args.decoder)
+        check_model(args.model, args.decoder, backend=args.backend)
         if args.holdout_docs:  # the same whole-document split as training
             table = pq.read_table(args.input)
             if args.doc_column not in table.column_names:
@@ -373,7 +387,8 @@ def main(argv=None) -> int:
             raise UserError(f"label column {args.label_column!r} not in {args.input!r}; columns are: "
                             f"{', '.join(columns)} (pass --label-column)")
         summary = run_ocr(OcrOptions(input=source, output=str(out / "ocr"), model=args.model,
-                                     image_column=args.image_column, decoder=args.decoder))
+                                     image_column=args.image_column, decoder=args.decoder,
+                                     **({} if args.backend == "torch" else {"backend": args.backend})))
         df = pd.read_parquet(out / "ocr")
         label = output_name(args.label_column)
     except UserError as e:

@@ -29,16 +29,18 @@ class CRNNPredictor:
     Args:
         model_path: checkpoint file, None for the shipped default.
         device: None picks CUDA when the actor was given a GPU, else CPU.
-        precision, decoder: see `Recognizer`.
-        threads: torch CPU threads per actor (0 leaves torch's default).
+        precision, decoder, backend: see `Recognizer` ("torch" or "onnx": what computes the logits).
+        threads: torch CPU threads per actor (0 leaves torch's default); with backend "onnx" also ONNX
+            Runtime's.
         journal_dir: node-local folder for the crash journal (one per run); None: no isolation.
     """
 
     def __init__(self, model_path: str | None = None, device: str | None = None, precision: str | None = None,
-                 decoder: str = "lexicon", threads: int = 0, journal_dir: str | None = None):
+                 decoder: str = "lexicon", threads: int = 0, journal_dir: str | None = None, backend: str = "torch"):
         self.threads = threads
         _return_freed_memory()
-        self.recognizer = Recognizer.load(model_path, device=device, precision=precision, decoder=decoder)
+        self.recognizer = Recognizer.load(model_path, device=device, precision=precision, decoder=decoder,
+                                          backend=backend, threads=threads or None)
         self.model_id = self.recognizer.model_id
         self.journal = CrashJournal(journal_dir) if journal_dir else None
 

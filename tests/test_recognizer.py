@@ -2,6 +2,7 @@
 `recognize` on images of any kind, its options and decoders, and `around` for training's evaluation."""
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,3 +141,39 @@ def test_recognizer_rejects_bad_options(model_path):
 def test_recognize_beam_decoder(model_path):
     rec = Recognizer.load(model_path, device="cpu", precision="fp32", decoder="beam")
     check_results(rec.recognize(inputs()[:3]), 3, rec.charset)
+
+
+FUNSD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "funsd_train_words.parquet"
+
+
+@pytest.mark.skipif(not FUNSD.exists(), reason=f"needs FUNSD's word crops at {FUNSD} (the team's ../shared/data)")
+def test_onnx_backend_reads_as_torch_on_real_crops(tmp_path, monkeypatch):
+    """The shipped model on 160 real FUNSD word crops: ONNX Runtime's logits decode to torch fp32's readings;
+    the export is cached in the user cache dir and the cached file is what a second load uses."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import pyarrow.parquet as pq
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    images = pq.read_table(FUNSD, columns=["image"]).slice(0, 160).column("image").to_pylist()
+    crops = [normalize_crop(Image.open(io.BytesIO(b))) for b in images]
+    torch_reads = Recognizer.load(device="cpu", precision="fp32").read(crops, batch_size=64)
+    onnx = Recognizer.load(backend="onnx")
+    assert (onnx.backend, onnx.device.type, onnx.precision) == ("onnx", "cpu", "fp32")
+    onnx_reads = onnx.read(crops, batch_size=64)
+    same = [a[0] == b[0] for a, b in zip(torch_reads, onnx_reads)]
+    assert sum(same) >= 158                       # fp32 either way: the texts agree (all 160 here)
+    assert np.median([abs(a[1] - b[1]) for a, b in zip(torch_reads, onnx_reads)]) < 1e-4
+    cached = list((tmp_path / "crnn-ocr" / "onnx").glob("*.onnx"))
+    assert len(cached) == 1
+    again = Recognizer.load(backend="onnx")       # from the cached file
+    assert again.read(crops[:32]) == onnx.read(crops[:32])
+    assert list((tmp_path / "crnn-ocr" / "onnx").glob("*.onnx")) == cached
+
+
+def test_recognizer_rejects_bad_backends(model_path):
+    with pytest.raises(ValueError, match="backend must be one of torch, onnx"):
+        Recognizer.load(model_path, backend="tensorrt")
+    with pytest.raises(ValueError, match="CPU only"):
+        Recognizer.load(model_path, device="cuda", backend="onnx")
+    with pytest.raises(ValueError, match="fp32 only"):
+        Recognizer.load(model_path, device="cpu", precision="bf16", backend="onnx")
