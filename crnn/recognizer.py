@@ -47,8 +47,9 @@ class Recognizer:
         backend: what computes the logits. "torch" (default): the PyTorch model. "onnx": the same weights
             exported to ONNX (at load, cached by weights in the user cache dir) and run by ONNX Runtime on
             the CPU, fp32, `threads` threads: the same readings (decoding is unchanged); on the 2-core AVX2
-            machine 1.06x (greedy) and 1.29x (lexicon) torch's model speed, medians of 3 interleaved rounds on a loaded
-            machine (issue 20). Needs the `onnx` extra
+            machine 1.20-1.30x torch's model speed (issue 20: medians of per-round ratios, 3 interleaved rounds
+            at load ~2; 1.06x greedy in a run at load 4-11); it fuses BatchNorm and ReLU into the convolutions,
+            which are ~88% of torch's forward. Needs the `onnx` extra
             (`pip install "crnn-ocr[onnx]"`: onnxruntime, onnx); CPU only.
         threads: with backend "onnx": ONNX Runtime's threads (None: torch's thread count at load).
     """
