@@ -32,7 +32,6 @@ Labels outside the model's charset (after normalisation) are reported and scored
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -132,8 +131,6 @@ def check_model(path: str | None, decoder: str, what: str = "--model", backend: 
     refuses (the pipeline's actors would otherwise fail after the job has started)."""
     if backend not in BACKENDS:
         raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if backend != "torch" and "backend" not in {f.name for f in dataclasses.fields(OcrOptions)}:
-        raise UserError(f"--backend {backend}: this tree's pipeline (pipeline.run.OcrOptions) has no backend option")
     try:
         Recognizer.load(path, device="cpu", decoder=decoder, backend=backend)
     except CheckpointError as e:
@@ -182,8 +179,7 @@ def _read_split(data_dir: Path, kind: str, split: str, out: Path) -> tuple[Path,
 
 
 def _run(source: Path, output: Path, model: str | None, decoder: str, backend: str = "torch") -> tuple[dict, pd.DataFrame]:
-    extra = {} if backend == "torch" else {"backend": backend}      # a pipeline without the option reads torch
-    summary = run_ocr(OcrOptions(input=str(source), output=str(output), model=model, decoder=decoder, **extra))
+    summary = run_ocr(OcrOptions(input=str(source), output=str(output), model=model, decoder=decoder, backend=backend))
     df = pd.read_parquet(output).sort_values("id", kind="stable").reset_index(drop=True)
     return summary, df
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -18,7 +19,7 @@ import ray
 
 from crnn.checkpoint import CheckpointError, load_checkpoint
 from crnn.image import ImageSpec
-from crnn.recognizer import DECODERS
+from crnn.recognizer import BACKENDS, DECODERS, ONNX_MISSING
 from pipeline.batch import sort_by_width
 from pipeline.errors import JobFailed, UserError
 from pipeline.logs import without_false_alarms
@@ -62,6 +63,10 @@ class OcrOptions:
              "English words, so 'thc' reads 'the' while numbers, codes and non-words are read as the pixels say; "
              "greedy: best path only (faster); beam: CTC prefix beam search. The score is always the model's "
              "probability of the text")
+    backend: str = _flag(
+        "torch", choices=BACKENDS,
+        help="what computes the model on CPU: torch (default), or onnx: the same weights in ONNX Runtime, the "
+             "same readings ~1.2x faster on an AVX2 CPU (needs the onnx extra; the export is cached per model)")
     min_width: int = ImageSpec.min_width
     max_width: int = _flag(ImageSpec.max_width,
                            help="widest crop after resizing to height 32; wider ones are squeezed to it")
@@ -96,6 +101,7 @@ def run_ocr(opts: OcrOptions) -> dict:
     except CheckpointError as e:
         raise UserError(str(e)) from None
     model_id = f"{meta['name']}:{meta['version']}"
+    _check_backend(opts)
     src_store = Storage(opts.input, opts.storage_options)
     source = find_source(src_store, opts.input_format, opts.image_column)
     id_column = choose_id_column(opts.id_column, source, opts.resume)
@@ -121,6 +127,18 @@ def run_ocr(opts: OcrOptions) -> dict:
                             f"rerun with --resume to finish") from None
         finally:
             shutil.rmtree(journal_dir, ignore_errors=True)
+
+
+def _check_backend(opts: OcrOptions) -> None:
+    """Refuse here, in one line, a backend the model actors could not start (they would fail, and be
+    restarted, only once the job runs)."""
+    if opts.backend == "onnx":
+        if opts.num_gpus > 0:
+            raise UserError(f"--backend onnx runs on the CPU; with --num-gpus {opts.num_gpus:g} use --backend torch")
+        if opts.precision not in (None, "fp32"):
+            raise UserError(f"--backend onnx runs in fp32, got --precision {opts.precision}")
+        if not all(importlib.util.find_spec(m) for m in ("onnxruntime", "onnx")):
+            raise UserError(ONNX_MISSING)
 
 
 def _init_ray(opts: OcrOptions) -> None:
@@ -162,7 +180,7 @@ def _dataset(opts: OcrOptions, store: Storage, source: Source, out_id: str | Non
         return ds.map_batches(
             CRNNPredictor,
             fn_constructor_kwargs={"model_path": opts.model, "precision": opts.precision, "decoder": opts.decoder,
-                                   "threads": pool.threads, "journal_dir": journal_dir},
+                                   "backend": opts.backend, "threads": pool.threads, "journal_dir": journal_dir},
             batch_size=pool.batch_size, batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=pool.actors, enable_true_multi_threading=pool.true_multi_threading),
             num_gpus=pool.num_gpus, num_cpus=pool.num_cpus,

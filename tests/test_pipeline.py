@@ -70,7 +70,8 @@ def test_image_folder_in_parquet_out(ray_local, small_model, tmp_path):
     assert df[df["path"] != str(src / "broken.png")]["error"].isna().all()
 
 
-@pytest.mark.parametrize("case", ["missing_input", "missing_column", "bad_model", "no_images", "complete_output"])
+@pytest.mark.parametrize("case", ["missing_input", "missing_column", "bad_model", "no_images", "complete_output",
+                                  "onnx_on_gpu"])
 def test_user_mistakes_get_one_line(ray_local, small_model, tmp_path, capsys, case):
     src = tmp_path / "in"
     src.mkdir()
@@ -88,6 +89,9 @@ def test_user_mistakes_get_one_line(ray_local, small_model, tmp_path, capsys, ca
         (tmp_path / "docs").mkdir()
         (tmp_path / "docs" / "a.txt").write_text("x")
         args[1], expect = str(tmp_path / "docs"), "no image files"
+    elif case == "onnx_on_gpu":
+        args += ["--backend", "onnx", "--num-gpus", "1"]
+        expect = "--backend onnx runs on the CPU"
     else:
         assert ocr_main(args) == 0
         capsys.readouterr()
@@ -95,6 +99,27 @@ def test_user_mistakes_get_one_line(ray_local, small_model, tmp_path, capsys, ca
     assert ocr_main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and expect in err and "\n" not in err and "Traceback" not in err
+
+
+def test_onnx_backend_reads_as_torch(ray_local, small_model, tmp_path):
+    """--backend onnx: the same job, the model's forward in ONNX Runtime; the same texts, scores within float
+    rounding."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed (the onnx extra)")
+    src = tmp_path / "in"
+    src.mkdir()
+    write_crops_parquet(LOCAL, str(src), n=24, bad={5: b"not an image"})
+    runs = {}
+    for backend in ("torch", "onnx"):
+        out = tmp_path / backend
+        summary = run_ocr(OcrOptions(input=str(src), output=str(out), model=small_model, backend=backend,
+                                     decoder="greedy", batch_size=8))
+        assert summary["rows_in"] == 24 and summary["failed"] == 1 and summary["options"]["backend"] == backend
+        runs[backend] = pd.read_parquet(out).set_index("id").sort_index()
+    torch_df, onnx_df = runs["torch"], runs["onnx"]
+    assert onnx_df["text"].tolist() == torch_df["text"].tolist()
+    assert onnx_df["error"].tolist() == torch_df["error"].tolist()
+    ok = torch_df["error"].isna()
+    assert (onnx_df.loc[ok, "score"] - torch_df.loc[ok, "score"]).abs().max() < 1e-4
 
 
 def test_overwrite_replaces_complete_output(ray_local, small_model, tmp_path):
