@@ -119,7 +119,10 @@ class Recognizer:
         if len(batch) > rows:
             return [r for i in range(0, len(batch), rows)
                     for r in self.predict_padded(batch[i:i + rows], widths[i:i + rows])]
-        x = torch.from_numpy(batch).to(self.device, non_blocking=True)
+        x = torch.from_numpy(batch)
+        if self.device.type == "cuda":   # page-locked, so the copy is one DMA that does not block this thread
+            x = x.pin_memory()
+        x = x.to(self.device, non_blocking=True)
         x = self.model.prepare(x)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
