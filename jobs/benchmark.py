@@ -69,7 +69,7 @@ def write_sized_input(table: pa.Table, size: int, folder: Path, rows_per_file: i
     """`size` rows of `table`, repeated in order with fresh ids, as Parquet files of `rows_per_file` rows
     (row groups of ROW_GROUP), written a row group at a time (the table holds encoded images only)."""
     folder.mkdir(parents=True)
-    ids = table["id"].to_pylist()
+    ids = repeated_ids(table["id"].to_pylist(), size)
     id_index = table.schema.get_field_index("id")
     n, writer, in_file, part, start = table.num_rows, None, 0, 0, 0
     try:
@@ -83,8 +83,7 @@ def write_sized_input(table: pa.Table, size: int, folder: Path, rows_per_file: i
             rows = np.arange(start, end)
             chunk = table.take(pa.array(rows % n))
             field = table.schema.field(id_index)
-            new_ids = [ids[k % n] if k < n else f"{ids[k % n]}~{k // n}" for k in rows.tolist()]
-            chunk = chunk.set_column(id_index, field, pa.array(new_ids, field.type))
+            chunk = chunk.set_column(id_index, field, pa.array(ids[start:end], field.type))
             writer.write_table(chunk)
             in_file, start = in_file + end - start, end
     finally:
