@@ -27,8 +27,7 @@ With --num-gpus N the model-alone part runs on CUDA (batch 1024 unless --batch-s
 default precision there: bf16, or fp16 without bf16) and jobs.ocr gets `--num-gpus N`; GPU utilisation
 and memory are sampled with `nvidia-smi -lms 200` while each runs (mean and max utilisation over the
 samples of all GPUs, peak memory.used of any GPU, other processes' memory included). Tesseract is skipped
-then unless `--skip` is given explicitly (e.g. `--skip` with no names). The GPU path is UNMEASURED: it was
-written on a machine without a GPU and has not been run.
+then unless `--skip` is given explicitly (e.g. `--skip` with no names). Figures from one H200: docs/gpu.md.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ def choose_id_column(requested: str | None, source: Source, resume: bool) -> str
 class ActorPlan:
     """The model actor pool, as `map_batches` takes it."""
     actors: int                  # pool size
-    threads: int                 # torch threads per actor (0 on GPU: torch's own choice)
+    threads: int                 # torch threads per actor
     batch_size: int              # crops per model call
     num_cpus: float              # CPUs each actor reserves
     num_gpus: float | None       # GPUs each actor reserves; None for CPU actors
@@ -42,14 +42,16 @@ def largest_node_cpus(nodes: list[dict]) -> int:
 def plan_actors(num_gpus: float, actors: int | None, threads: int | None, batch_size: int | None,
                 node_cpus: int, cluster_gpus: float) -> ActorPlan:
     """The options' actors, threads and batch size where given (0 counts as not given), else the defaults:
-    on GPU (num_gpus > 0) as many actors as the cluster's GPUs hold, 512 crops a call, one CPU each; on CPU one
+    on GPU (num_gpus > 0) as many actors as the cluster's GPUs hold, 512 crops a call, one CPU and one torch
+    thread each (the actor's CPU work, batching and decoding, is single-threaded; torch's default of a thread
+    per core only contends with the preprocessing tasks); on CPU one
     actor, 128 crops a call, torch threads on all of a node's CPUs, and CPU shares that leave one CPU of the
     node to the read/write tasks (or those never get scheduled: a hang, not an error)."""
     gpu = num_gpus > 0
     actors = actors or (max(1, int(cluster_gpus / num_gpus)) if gpu else 1)
     return ActorPlan(
         actors=actors,
-        threads=threads or (0 if gpu else max(1, node_cpus)),
+        threads=threads or (1 if gpu else max(1, node_cpus)),
         batch_size=batch_size or (512 if gpu else 128),
         num_cpus=1 if gpu else min(1.0, max(node_cpus - 1, 0) / actors),
         num_gpus=num_gpus if gpu else None,

@@ -53,7 +53,7 @@ class OcrOptions:
     window: int = _flag(8192, help="rows sorted by width together (default %(default)s)")
     actors: int | None = _flag(None, help="model actors (default: one per GPU, or 1 on CPU)")
     num_gpus: float = _flag(0.0, help="GPUs per model actor (default %(default)g: CPU)")
-    threads: int | None = _flag(None, help="torch threads per CPU actor (default: all CPUs)")
+    threads: int | None = _flag(None, help="torch threads per model actor (default: all CPUs on CPU, 1 on GPU)")
     precision: str | None = _flag(None, choices=["bf16", "fp16", "fp32"],
                                   help="autocast precision (default: bf16 on CUDA and on CPUs with bf16 kernels, "
                                        "AVX-512 and newer; fp32 on others)")

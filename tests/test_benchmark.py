@@ -50,3 +50,20 @@ def test_gpu_monitor_parses_nvidia_smi(tmp_path, monkeypatch):
     with benchmark.GpuMonitor(True) as mon:
         __import__("time").sleep(0.5)
     assert mon.summary() == {"gpu_util_mean": 30.0, "gpu_util_max": 50.0, "gpu_mem_peak_mib": 700.0}
+
+
+def test_gpu_stages_runs_every_stage_on_cpu(tmp_path):
+    import json
+
+    from jobs import bench_gpu_stages
+    from tests.conftest import crop_table
+
+    pq.write_table(crop_table(24), tmp_path / "crops.parquet")
+    out = tmp_path / "stages.json"
+    bench_gpu_stages.main(["--input", str(tmp_path / "crops.parquet"), "--crops", "40", "--device", "cpu",
+                           "--batch-sizes", "16", "--precisions", "fp32", "--json", str(out)])
+    got = json.loads(out.read_text())
+    assert got["device"] == "cpu" and got["crops"] == 40
+    rates = got["results"]["fp32/batch 16"]
+    assert set(rates) == {"pad", "copy", "forward", "greedy_decode", "lexicon_decode", "read_greedy"}
+    assert all(v > 0 for v in rates.values())

@@ -70,7 +70,7 @@ def test_cpu_defaults_one_actor_on_all_cpus_leaving_one_to_read_and_write():
 
 def test_gpu_defaults_one_actor_per_gpu_share():
     plan = plan_actors(1.0, None, None, None, node_cpus=16, cluster_gpus=4)
-    assert plan == ActorPlan(actors=4, threads=0, batch_size=512, num_cpus=1, num_gpus=1.0,
+    assert plan == ActorPlan(actors=4, threads=1, batch_size=512, num_cpus=1, num_gpus=1.0,
                              true_multi_threading=False)
     assert plan_actors(0.5, None, None, None, node_cpus=16, cluster_gpus=4).actors == 8
     assert plan_actors(0.3, None, None, None, node_cpus=16, cluster_gpus=1).actors == 3
