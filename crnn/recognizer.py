@@ -42,7 +42,8 @@ class Recognizer:
         max_columns: most padded width summed over the crops of one forward pass (the batch is split
             into several passes beyond it), so wide crops cost no more memory than a batch of words:
             128 crops of width 1,024 (~0.6 GB on CPU); None: that on CPU, 4x on CUDA.
-        prepare_model: put the model in eval mode on `device` in channels_last (faster convolutions) and
+        prepare_model: put the model in eval mode, its BatchNorms folded into the convolutions
+            (`CRNN.fold_batchnorm`), on `device` in channels_last (faster convolutions), and
             feed it channels_last batches; False leaves the model as it is (`around`).
         backend: what computes the logits. "torch" (default): the PyTorch model. "onnx": the same weights
             exported to ONNX (at load, cached by weights in the user cache dir) and run by ONNX Runtime on
@@ -80,7 +81,8 @@ class Recognizer:
             self.model = model.eval() if prepare_model else model
             self._session = onnx_session(self.model, threads or torch.get_num_threads())
         else:
-            self.model = model.eval().to(self.device, memory_format=torch.channels_last) if prepare_model else model
+            self.model = (model.eval().fold_batchnorm().to(self.device, memory_format=torch.channels_last)
+                          if prepare_model else model)
 
     @classmethod
     def load(cls, path: str | Path | None = None, **kwargs) -> "Recognizer":

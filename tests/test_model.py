@@ -41,3 +41,29 @@ def test_num_classes_and_bad_config():
         assert m(torch.zeros(1, 1, 32, 16)).shape == (4, 1, 3)
     with pytest.raises(ValueError):
         CRNN(CRNNConfig(height=48))
+
+
+def test_fold_batchnorm_keeps_the_function_and_drops_the_batchnorms():
+    torch.manual_seed(1)
+    model = CRNN(CRNNConfig.small())
+    with torch.no_grad():                       # BatchNorms that do something: trained-like statistics
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    model.eval()
+    x = torch.randn(3, 1, 32, 57)
+    with torch.inference_mode():
+        before = model(x)
+        after = model.fold_batchnorm()(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in model.cnn) == 7
+    assert torch.allclose(before, after, atol=1e-4, rtol=1e-4)
+    assert not torch.equal(before, CRNN(CRNNConfig.small()).eval()(x))   # the check can tell models apart
+
+
+def test_fold_batchnorm_refuses_a_training_model():
+    with pytest.raises(ValueError, match="eval"):
+        CRNN(CRNNConfig.small()).train().fold_batchnorm()
