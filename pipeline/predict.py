@@ -38,7 +38,7 @@ class CRNNPredictor:
     def __init__(self, model_path: str | None = None, device: str | None = None, precision: str | None = None,
                  decoder: str = "lexicon", threads: int = 0, journal_dir: str | None = None, backend: str = "torch"):
         self.threads = threads
-        _return_freed_memory()
+        self.release_memory = FreedMemoryRelease()
         self.recognizer = Recognizer.load(model_path, device=device, precision=precision, decoder=decoder,
                                           backend=backend, threads=threads or None)
         self.model_id = self.recognizer.model_id
@@ -65,6 +65,7 @@ class CRNNPredictor:
                 self.journal.reading(key, lo, hi, crashed)
                 self._read(batch, lo, hi, texts, scores)
             self.journal.close(key)
+        self.release_memory.tick()
         out = batch.drop_columns([*INTERNAL_COLUMNS, ERROR])
         out = out.append_column(TEXT, pa.array(np.where(ok, texts, None), pa.string()))
         out = out.append_column(SCORE, pa.array(scores, pa.float32(), mask=~ok))
@@ -87,19 +88,27 @@ class CRNNPredictor:
         scores[lo:hi][ok] = [s for _, s in results]
 
 
-def _return_freed_memory() -> None:
-    """Have glibc's malloc give tensors' memory back to the system when they are freed.
+class FreedMemoryRelease:
+    """Every `every` batches, glibc's `malloc_trim(0)` gives the pages of freed memory back to the system.
 
-    Batches of ever-changing widths allocate buffers of ever-changing sizes; above its adaptive mmap
-    threshold glibc keeps them in heaps that fragment and never shrink: an actor grew from 0.24 to 1.2 GB
-    over 400 batches of mixed widths, and stays at 0.37 GB with a fixed 1 MiB threshold. In a 200k-crop job
-    the whole footprint (PSS, jobs.bench_memory) is 3.1 GB without it, 2.5 GB with it. The price: the model
-    alone runs ~30% slower in-process (fresh pages for every large buffer).
+    Batches of ever-changing widths allocate buffers of ever-changing sizes, and glibc keeps freed ones in
+    heaps that fragment and never shrink: an actor grew from 0.24 to 1.2 GB over 400 batches of mixed widths.
+    Trimming every few dozen batches bounds that at the price of one heap walk and refaulted pages per
+    trim; the earlier fix, a 1 MiB mmap threshold (every large buffer fresh pages), cost 24-31% of the
+    model's speed in bf16 (in-process, 2-core AVX-512 CPU). A no-op where libc is not glibc.
     """
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD: buffers over 1 MiB are mmap'd
-    except (OSError, AttributeError):                 # not glibc (macOS, musl): their malloc, their policy
-        pass
+
+    def __init__(self, every: int = 32):
+        self.every, self.calls = every, 0
+        try:
+            self._trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):       # not glibc (macOS, musl): their malloc, their policy
+            self._trim = None
+
+    def tick(self) -> None:
+        self.calls += 1
+        if self._trim is not None and self.calls % self.every == 0:
+            self._trim(0)
 
 
 def _ranges_to_read(lo: int, hi: int, crashed: set, parts: int = 8) -> list[tuple[int, int]]:
