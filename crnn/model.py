@@ -66,7 +66,7 @@ class CRNN(nn.Module):
         """For inference: fold each BatchNorm into the convolution before it (in place; eval mode only).
 
         The same function up to float rounding (scores within ~3e-6, the same texts on 3,000 FUNSD crops), one
-        layer fewer per block: ~1.14x the fp32 model alone on a 2-core AVX2 CPU. Training needs the
+        layer fewer per block: ~1.14x the fp32 model alone on a 2-core AVX-512 CPU. Training needs the
         BatchNorms, so a folded model is for reading only; checkpoints keep them.
         """
         if self.training:
