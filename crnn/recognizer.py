@@ -121,20 +121,21 @@ class Recognizer:
         if len(batch) > rows:
             return [r for i in range(0, len(batch), rows)
                     for r in self.predict_padded(batch[i:i + rows], widths[i:i + rows])]
-        x = torch.from_numpy(batch)
-        if self.device.type == "cuda":   # page-locked, so the copy is one DMA that does not block this thread
-            x = x.pin_memory()
-        x = x.to(self.device, non_blocking=True)
-        x = self.model.prepare(x)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        logits = self._forward(x)
+        logits = self._forward(self._model_input(batch))
         lengths = self.model.frames(torch.from_numpy(np.asarray(widths)))
         if self.decoder == "lexicon":
             return lexicon_beam_decode(logits, lengths, self.charset, self.prior, **self.decoder_options)
         if self.decoder == "beam":
             return beam_search_decode(logits, lengths, self.charset, **self.decoder_options)
         return greedy_decode(logits, lengths, self.charset)
+
+    def _model_input(self, batch: np.ndarray) -> torch.Tensor:
+        """A padded uint8 batch (B, 32, W) -> the model's input (B, 1, 32, W) on its device, as it runs best."""
+        x = torch.from_numpy(batch)
+        if self.device.type == "cuda":   # page-locked, so the copy is one DMA that does not block this thread
+            x = x.pin_memory()
+        x = self.model.prepare(x.to(self.device, non_blocking=True))
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """The model's input (B, 1, 32, W) -> logits (T, B, C), by the backend."""

@@ -6,26 +6,26 @@
 Crops (FUNSD words, repeated to --crops) are normalised first, sorted by width and cut into batches. For
 each precision and batch size every stage is timed over all batches, after one forward pass of every batch
 (so each width's kernels are loaded): pad (`pad_batch`, CPU), copy (pinned host memory to the device),
-forward (`CRNN` under the precision's autocast), greedy and lexicon decoding of those logits, and then
+forward (`CRNN` under the precision's autocast; copy includes
+the scaling to [-1, 1] on the device, as `Recognizer` does it), greedy and lexicon decoding of those logits, and then
 `Recognizer.read` with the greedy decoder, all stages in turn as inference runs them. Prints crops/s.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import time
 
 import numpy as np
 import pyarrow.parquet as pq
 import torch
-from PIL import Image
 
 from crnn.decoding import greedy_decode, lexicon_beam_decode
-from crnn.image import normalize_crop, pad_batch
+from crnn.image import pad_batch
 from crnn.lexicon import load_prior
 from crnn.recognizer import Recognizer
+from jobs.benchmark import repeated_crops
 
 
 def _sync(device: torch.device) -> None:
@@ -42,25 +42,16 @@ def stage_rates(rec: Recognizer, crops: list[np.ndarray], batch_size: int, prior
     batches = [pad_batch(c) for c in cut]
     pad_s = time.perf_counter() - t
 
-    def to_device(b):
-        x = torch.from_numpy(b)
-        return (x.pin_memory() if device.type == "cuda" else x).to(device, non_blocking=True)
-
-    def forward(x):
-        x = rec.model.prepare(x).contiguous(memory_format=torch.channels_last)
-        with rec._autocast():
-            return rec.model(x)
-
     with torch.inference_mode():
         for b, _ in batches:                      # every width once: its kernels loaded before timing
-            forward(to_device(b))
+            rec._forward(rec._model_input(b))
         _sync(device)
         t = time.perf_counter()
-        xs = [to_device(b) for b, _ in batches]
+        xs = [rec._model_input(b) for b, _ in batches]
         _sync(device)
         copy_s = time.perf_counter() - t
         t = time.perf_counter()
-        logits = [forward(x) for x in xs]
+        logits = [rec._forward(x) for x in xs]
         _sync(device)
         forward_s = time.perf_counter() - t
         lengths = [rec.model.frames(torch.from_numpy(w)) for _, w in batches]
@@ -93,11 +84,10 @@ def main(argv=None) -> None:
     p.add_argument("--json", help="write the numbers here")
     args = p.parse_args(argv)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    images = pq.read_table(args.input, columns=["image"])["image"].to_pylist()[:args.crops]
-    unique = [normalize_crop(Image.open(io.BytesIO(b))) for b in images]
-    crops = [unique[k % len(unique)] for k in range(args.crops)]
+    images = pq.read_table(args.input, columns=["image"])["image"].to_pylist()
+    crops = repeated_crops(images, args.crops)
     prior = load_prior()
-    print(f"{args.crops} crops ({len(unique)} distinct), {device}"
+    print(f"{args.crops} crops ({min(len(images), args.crops)} distinct), {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.startswith("cuda") else
              f", {torch.get_num_threads()} threads") + "; crops/s per stage", flush=True)
     results = {}

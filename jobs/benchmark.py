@@ -64,6 +64,16 @@ def repeated_labels(labels: list[str], size: int) -> list[str]:
     return [labels[k % len(labels)] for k in range(size)]
 
 
+def repeated_crops(images: list[bytes], size: int) -> list[np.ndarray]:
+    """`size` normalised crops of the encoded `images`, repeated in order (repeats share the arrays)."""
+    from PIL import Image
+
+    from crnn.image import normalize_crop
+
+    unique = [normalize_crop(Image.open(io.BytesIO(b))) for b in images[:size]]
+    return [unique[k % len(unique)] for k in range(size)]
+
+
 def write_sized_input(table: pa.Table, size: int, folder: Path, rows_per_file: int) -> None:
     """`size` rows of `table`, repeated in order with fresh ids, as Parquet files of `rows_per_file` rows
     (row groups of ROW_GROUP), written a row group at a time (the table holds encoded images only)."""
@@ -236,10 +246,7 @@ def main(argv=None) -> None:
     sizes = list(dict.fromkeys(args.sizes))
     model_size = args.model_size or min(sizes)
 
-    from PIL import Image
-
     from crnn.charset import normalize
-    from crnn.image import normalize_crop
     from crnn.training.metrics import text_metrics
 
     table = pq.read_table(args.input)
@@ -256,8 +263,7 @@ def main(argv=None) -> None:
         if not gpu:
             torch.set_num_threads(cores)
         rec = Recognizer.load(args.model, device=device)
-        unique = [normalize_crop(Image.open(io.BytesIO(b))) for b in table["image"].to_pylist()[:model_size]]
-        crops = [unique[k % len(unique)] for k in range(model_size)]  # repeats share the arrays
+        crops = repeated_crops(table["image"].to_pylist(), model_size)
         rec.read(crops[:batch_size], batch_size=batch_size)  # warm-up
 
     extra = shlex.split(args.pipeline_args) + (["--model", args.model] if args.model else []) \

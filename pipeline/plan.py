@@ -43,8 +43,8 @@ def plan_actors(num_gpus: float, actors: int | None, threads: int | None, batch_
                 node_cpus: int, cluster_gpus: float) -> ActorPlan:
     """The options' actors, threads and batch size where given (0 counts as not given), else the defaults:
     on GPU (num_gpus > 0) as many actors as the cluster's GPUs hold, 512 crops a call, one CPU and one torch
-    thread each (the actor's CPU work, batching and decoding, is single-threaded; torch's default of a thread
-    per core only contends with the preprocessing tasks); on CPU one
+    thread each (their CPU work, batching and decoding, runs on one thread; on an H200 node one actor read as
+    fast with 1 thread as with torch's default of one per core); on CPU one
     actor, 128 crops a call, torch threads on all of a node's CPUs, and CPU shares that leave one CPU of the
     node to the read/write tasks (or those never get scheduled: a hang, not an error)."""
     gpu = num_gpus > 0
