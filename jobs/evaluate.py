@@ -56,7 +56,7 @@ from crnn.training.synth import SynthConfig, render_parquet
 from pipeline.errors import UserError
 from pipeline.schema import output_name
 from pipeline.read import find_source
-from pipeline.run import OcrOptions, run_ocr
+from pipeline.run import OcrOptions, resolve_backend, run_ocr
 from pipeline.storage import Storage
 
 # The synthetic test set of MODEL.md's figures, as `render_parquet` describes it.
@@ -126,11 +126,12 @@ def report(df: pd.DataFrame, label: str, worst: int = 25, groups=None, case_inse
     }
 
 
-def check_model(path: str | None, decoder: str, what: str = "--model", backend: str = "torch") -> None:
+def check_model(path: str | None, decoder: str, what: str = "--model", backend: str = "auto") -> None:
     """Fail early, with one line, on a checkpoint that does not load or a decoder or backend the Recognizer
-    refuses (the pipeline's actors would otherwise fail after the job has started)."""
+    refuses (the pipeline's actors would otherwise fail after the job has started). Builds and caches the
+    ONNX model of backend onnx, once, before the actors need it."""
     try:
-        Recognizer.load(path, device="cpu", decoder=decoder, backend=backend)
+        Recognizer.load(path, device="cpu", decoder=decoder, backend=resolve_backend(backend))
     except CheckpointError as e:
         raise UserError(f"{what}: {e}") from None
     except ImportError as e:
@@ -176,7 +177,7 @@ def _read_split(data_dir: Path, kind: str, split: str, out: Path) -> tuple[Path,
     return subset, int(mask.sum()), found, expected
 
 
-def _run(source: Path, output: Path, model: str | None, decoder: str, backend: str = "torch") -> tuple[dict, pd.DataFrame]:
+def _run(source: Path, output: Path, model: str | None, decoder: str, backend: str = "auto") -> tuple[dict, pd.DataFrame]:
     summary = run_ocr(OcrOptions(input=str(source), output=str(output), model=model, decoder=decoder, backend=backend))
     df = pd.read_parquet(output).sort_values("id", kind="stable").reset_index(drop=True)
     return summary, df
@@ -196,18 +197,19 @@ def evaluate_split(args, out: Path) -> dict:
     baseline = None if args.baseline in (None, "shipped") else args.baseline
     baseline_decoder = args.baseline_decoder or args.decoder
     run_baseline = args.baseline != "none" and not (_same_model(args.model, baseline) and baseline_decoder == args.decoder
-                                                    and args.backend == "torch")
+                                                    and resolve_backend(args.backend) == resolve_backend(args.baseline_backend))
     check_model(args.model, args.decoder, backend=args.backend)
     if run_baseline:
-        check_model(baseline, baseline_decoder, "--baseline")
+        check_model(baseline, baseline_decoder, "--baseline", backend=args.baseline_backend)
     if args.split == "test":
         print(TEST_REMINDER)
     if out.exists():  # after the checks: a mistyped flag leaves the last run's output alone
         shutil.rmtree(out)
     out.mkdir(parents=True)
 
-    rep = {"split": args.split, "data_dir": str(data_dir.resolve()), "decoder": args.decoder, "backend": args.backend,
-           "baseline_decoder": baseline_decoder if run_baseline else None, "se_method": SE_METHOD,
+    rep = {"split": args.split, "data_dir": str(data_dir.resolve()), "decoder": args.decoder,
+           "backend": resolve_backend(args.backend), "baseline_decoder": baseline_decoder if run_baseline else None,
+           "baseline_backend": resolve_backend(args.baseline_backend) if run_baseline else None, "se_method": SE_METHOD,
            "model_path": args.model, "baseline_path": baseline if run_baseline else None, "kinds": {}}
     if args.baseline != "none" and not run_baseline:
         rep["baseline_skipped"] = ("--model is the baseline (the same checkpoint, decoder and backend): nothing to "
@@ -224,7 +226,7 @@ def evaluate_split(args, out: Path) -> dict:
              "wall_s": summary["wall_s"],
              **report(df, label, groups=groups, case_insensitive=k["case_insensitive"])}
         if run_baseline:
-            bsummary, bdf = _run(subset, out / "baseline" / kind, baseline, baseline_decoder)
+            bsummary, bdf = _run(subset, out / "baseline" / kind, baseline, baseline_decoder, args.baseline_backend)
             if bdf["id"].tolist() != df["id"].tolist():
                 raise RuntimeError(f"{kind}: the baseline's output rows differ from the model's (ids do not match)")
             rep["baseline"] = bsummary["model"]
@@ -285,7 +287,7 @@ def print_split(rep: dict) -> None:
         print(f"{kind} commonest confusions (label -> predicted): " +
               ", ".join(f"{c['label']!r}->{c['predicted']!r} x{c['count']}" for c in r["confusions"][:8]))
     if "baseline" in rep:
-        print(f"paired against baseline {rep['baseline']} (decoder {rep['baseline_decoder']}, backend torch) on the same crops (headline metric; the sign test takes "
+        print(f"paired against baseline {rep['baseline']} (decoder {rep['baseline_decoder']}, backend {rep['baseline_backend']}) on the same crops (headline metric; the sign test takes "
               f"crops as independent, the differences' SEs are by document):")
         for kind, r in kinds.items():
             p, b = r["paired"], r["baseline_overall"]
@@ -327,10 +329,11 @@ def main(argv=None) -> int:
     p.add_argument("--doc-column", default="doc_id", help="document ids: crops of one document are one cluster for SEs")
     # No `choices`: the pipeline's Recognizer says which decoders exist (checked before any crop is read).
     p.add_argument("--decoder", default=OcrOptions.decoder, help="CTC decoder, as jobs.ocr's --decoder (default: %(default)s)")
-    p.add_argument("--backend", default="torch", choices=BACKENDS,
-                   help="what computes the model's logits (crnn.Recognizer's backend): torch (default) or onnx "
-                        "(ONNX Runtime, CPU, fp32); the baseline always reads with torch, so --backend onnx alone "
-                        "compares the two backends on the shipped model")
+    p.add_argument("--backend", default="auto", choices=("auto",) + BACKENDS,
+                   help="what computes the model, as jobs.ocr's --backend (default auto: onnx int8 on this CPU)")
+    p.add_argument("--baseline-backend", default="auto", choices=("auto",) + BACKENDS,
+                   help="the baseline's backend (default auto); --baseline-backend torch alone compares the "
+                        "backends on the shipped model")
     args = p.parse_args(argv)
 
     if sum(map(bool, (args.split, args.input, args.synthetic))) != 1:

@@ -622,8 +622,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--receipts", action="store_true",
                     help="synthetic receipt lines only (to compare with SROIE lines), shown at their own size")
     ap.add_argument("--scale", type=int, help="enlargement of every crop (default 1 with --receipts, else 2)")
+    ap.add_argument("--calibration", type=int, metavar="N",
+                    help="instead of a sheet, write N normalised crops to --out (.npz) for the int8 backend's "
+                         "calibration (crnn/onnx_backend.py)")
     args = ap.parse_args(argv)
     rng = random.Random(args.seed)
+    if args.calibration:
+        from crnn.image import normalize_crop
+        from crnn.onnx_backend import save_calibration_crops
+
+        renderer = TextRenderer()
+        save_calibration_crops(args.out, [normalize_crop(renderer.sample(rng)[0]) for _ in range(args.calibration)])
+        print(f"{args.calibration} crops from {len(renderer.fonts)} font files, seed {args.seed}: {args.out}")
+        return
     renderer = TextRenderer(SynthConfig(receipt_share=1.0) if args.receipts else SynthConfig())
     synth = [renderer.sample(rng) for _ in range(args.n)]
     blocks = [("synthetic receipt lines" if args.receipts else "synthetic", synth)]
