@@ -4,9 +4,9 @@
     python -m jobs.benchmark --sizes 200 400 --rounds 3   # a quick check
     python -m jobs.benchmark --num-gpus 1                 # model on CUDA, jobs.ocr --num-gpus 1, GPU use
 
-- model: normalised crops, width-sorted batches, forward + the default decoder (`Recognizer.read`), in this
-  process, on the first --model-size crops (default: the smallest size); decoding and normalising the
-  crops are not timed;
+- model: normalised crops, width-sorted batches, forward + the default decoder (`Recognizer.read`, with the backend
+  jobs.ocr's actors use by default: onnx int8 on CPU, torch on GPU), in this process, on the first
+  --model-size crops (default: the smallest size); decoding and normalising the crops are not timed;
 - pipeline: `python -m jobs.ocr --input DIR --output DIR` as a subprocess, timed from the command's start
   to its exit (interpreter start, imports, Ray start, reading, writing and commit included), at each size;
   "first out" is the time from the command's start until the first Parquet part appears in the output's
@@ -259,10 +259,13 @@ def main(argv=None) -> None:
         import torch
 
         from crnn.recognizer import Recognizer
+        from pipeline.run import resolve_backend
 
         if not gpu:
             torch.set_num_threads(cores)
-        rec = Recognizer.load(args.model, device=device)
+        # what jobs.ocr's model actors run by default: onnx int8 on CPU, torch on GPU
+        rec = Recognizer.load(args.model, device=device, backend=resolve_backend("auto", args.num_gpus),
+                              threads=cores if not gpu else None)
         crops = repeated_crops(table["image"].to_pylist(), model_size)
         rec.read(crops[:batch_size], batch_size=batch_size)  # warm-up
 
@@ -307,7 +310,7 @@ def main(argv=None) -> None:
                     print(f"round {r + 1}: tesseract, {size} crops: {rate:.1f} crops/s", flush=True)
         shutil.rmtree(tmp, ignore_errors=True)  # before the context's own cleanup: outputs can be large
 
-    names = {"model": f"model alone ({device}, {rec.precision if rec else '?'}, batch {batch_size}"
+    names = {"model": f"model alone ({device}, {rec.backend if rec else '?'} {rec.precision if rec else '?'}, batch {batch_size}"
                       + (")" if gpu else f", {cores} threads)"),
              "pipeline": "jobs.ocr, whole command" + (f" (--num-gpus {args.num_gpus:g})" if gpu else ""),
              "tesseract": f"tesseract --psm 7 ({cores} procs)"}
