@@ -24,7 +24,7 @@ from crnn.recognizer import BACKENDS, DECODERS
 from pipeline.batch import sort_by_width
 from pipeline.errors import JobFailed, UserError
 from pipeline.logs import without_false_alarms
-from pipeline.plan import choose_id_column, largest_node_cpus, plan_actors
+from pipeline.plan import choose_id_column, largest_node_cpus, plan_actors, plan_window
 from pipeline.predict import CRNNPredictor
 from pipeline.preprocess import preprocess_batch
 from pipeline.read import Source, find_source, read_crops
@@ -50,8 +50,8 @@ class OcrOptions:
     id_column: str | None = _flag(None, help="unique row id (default: 'id' if present, 'path' for image files)")
     model: str | None = _flag(None, help="checkpoint file (default: the shipped model)")
     batch_size: int | None = _flag(None, help="crops per model call (default 128 on CPU, 512 on GPU)")
-    # rows sorted by width together before batching (2,048: 21% padding, 8,192: 9%)
-    window: int = _flag(8192, help="rows sorted by width together (default %(default)s)")
+    window: int | None = _flag(None, help="rows sorted by width together, and the blocks the actors share "
+                                          "(default: 8192, fewer for a small input so that each actor gets two)")
     actors: int | None = _flag(None, help="model actors (default: one per GPU, or 1 on CPU)")
     num_gpus: float = _flag(0.0, help="GPUs per model actor (default %(default)g: CPU)")
     threads: int | None = _flag(None, help="torch threads per model actor (default: all CPUs on CPU, 1 on GPU)")
@@ -177,15 +177,17 @@ def _dataset(opts: OcrOptions, store: Storage, source: Source, out_id: str | Non
         print(f"resuming: {len(done)} of {rows_in} rows already done")
         ds = ds.map_batches(_drop_done, fn_kwargs={"id_column": out_id, "done": done}, batch_format="pyarrow")
 
+    pool = plan_actors(opts.num_gpus, opts.actors, opts.threads, opts.batch_size,
+                       node_cpus=largest_node_cpus(ray.nodes()), cluster_gpus=ray.cluster_resources().get("GPU", 0),
+                       rows=rows_in - len(done))
+    window = plan_window(opts.window, rows_in - len(done), pool.actors)
     # A Parquet row group is one block: bound blocks so that every actor gets work and output streams out.
-    ds = ds.repartition(target_num_rows_per_block=opts.window)
+    ds = ds.repartition(target_num_rows_per_block=window)
     spec = ImageSpec(min_width=opts.min_width, max_width=opts.max_width, vertical_ratio=opts.vertical_ratio)
     ds = ds.map_batches(preprocess_batch, fn_kwargs={"image_column": opts.image_column, "spec": spec},
-                        batch_size=opts.window, batch_format="pyarrow")
-    ds = ds.map_batches(sort_by_width, batch_size=opts.window, batch_format="pyarrow")
+                        batch_size=window, batch_format="pyarrow")
+    ds = ds.map_batches(sort_by_width, batch_size=window, batch_format="pyarrow")
 
-    pool = plan_actors(opts.num_gpus, opts.actors, opts.threads, opts.batch_size,
-                       node_cpus=largest_node_cpus(ray.nodes()), cluster_gpus=ray.cluster_resources().get("GPU", 0))
     with warnings.catch_warnings():
         # Restarts can only be bounded through ray_remote_args, which Ray 2.60 calls deprecated
         # without offering a named parameter for them yet.

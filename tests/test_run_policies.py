@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.errors import UserError
-from pipeline.plan import ActorPlan, choose_id_column, largest_node_cpus, plan_actors
+from pipeline.plan import ActorPlan, choose_id_column, largest_node_cpus, plan_actors, plan_window
 from pipeline.read import Source
 
 PARQUET_WITH_ID = Source("parquet", ["a.parquet"], ["id", "image", "text"], rows=3)
@@ -58,14 +58,33 @@ def test_largest_node_cpus_counts_live_nodes_only_and_at_least_one():
     assert largest_node_cpus([_node(0.5)]) == 1
 
 
-def test_cpu_defaults_one_actor_on_all_cpus_leaving_one_to_read_and_write():
-    plan = plan_actors(0.0, None, None, None, node_cpus=8, cluster_gpus=0)
-    assert plan == ActorPlan(actors=1, threads=8, batch_size=128, num_cpus=1.0, num_gpus=None,
+def test_cpu_defaults_single_threaded_actors_on_seven_eighths_of_the_cpus_leaving_one_to_read_and_write():
+    plan = plan_actors(0.0, None, None, None, node_cpus=2, cluster_gpus=0)
+    assert plan == ActorPlan(actors=2, threads=1, batch_size=128, num_cpus=0.5, num_gpus=None,
                              true_multi_threading=True)
+    assert plan_actors(0.0, None, None, None, node_cpus=8, cluster_gpus=0) == ActorPlan(
+        actors=7, threads=1, batch_size=128, num_cpus=1.0, num_gpus=None, true_multi_threading=True)
+    assert plan_actors(0.0, None, None, None, node_cpus=16, cluster_gpus=0).actors == 14
+    assert plan_actors(0.0, 1, None, None, node_cpus=8, cluster_gpus=0).threads == 8     # one actor: all CPUs
+    # a small job: no more actors than two 512-row windows each fill, the others' threads on its CPUs
+    assert plan_actors(0.0, None, None, None, node_cpus=8, cluster_gpus=0, rows=300) == ActorPlan(
+        actors=1, threads=8, batch_size=128, num_cpus=1.0, num_gpus=None, true_multi_threading=True)
+    assert plan_actors(0.0, None, None, None, node_cpus=8, cluster_gpus=0, rows=3000).actors == 3
+    assert plan_actors(0.0, None, None, None, node_cpus=2, cluster_gpus=0, rows=8650).actors == 2
+    assert plan_actors(0.0, 4, None, None, node_cpus=8, cluster_gpus=0, rows=300).actors == 4   # --actors wins
     assert plan_actors(0.0, 4, None, None, node_cpus=8, cluster_gpus=0).num_cpus == 1.0        # 7 CPUs for 4
     assert plan_actors(0.0, 4, None, None, node_cpus=4, cluster_gpus=0).num_cpus == 0.75       # 3 CPUs for 4
     assert plan_actors(0.0, 4, None, None, node_cpus=3, cluster_gpus=0).num_cpus == 0.5
-    assert plan_actors(0.0, None, None, None, node_cpus=1, cluster_gpus=0).num_cpus == 0.0     # nothing to spare
+    assert plan_actors(0.0, None, None, None, node_cpus=1, cluster_gpus=0) == ActorPlan(      # nothing to spare
+        actors=1, threads=1, batch_size=128, num_cpus=0.0, num_gpus=None, true_multi_threading=True)
+
+
+def test_window_gives_each_actor_two_blocks_of_a_small_input():
+    assert plan_window(None, 100_000, 2) == 8192
+    assert plan_window(None, 8650, 2) == 2163          # 4 blocks
+    assert plan_window(None, 8650, 1) == 4325
+    assert plan_window(None, 300, 2) == 512            # never tiny windows: padding
+    assert plan_window(2048, 100_000, 2) == 2048       # --window wins
 
 
 def test_gpu_defaults_one_actor_per_gpu_share():
