@@ -52,9 +52,11 @@ class OcrOptions:
     batch_size: int | None = _flag(None, help="crops per model call (default 128 on CPU, 512 on GPU)")
     window: int | None = _flag(None, help="rows sorted by width together, and the blocks the actors share "
                                           "(default: 8192, fewer for a small input so that each actor gets two)")
-    actors: int | None = _flag(None, help="model actors (default: one per GPU, or 1 on CPU)")
+    actors: int | None = _flag(None, help="model actors (default: one per GPU; on CPU 7/8 of a node's CPUs, fewer "
+                                          "for a small input)")
     num_gpus: float = _flag(0.0, help="GPUs per model actor (default %(default)g: CPU)")
-    threads: int | None = _flag(None, help="torch threads per model actor (default: all CPUs on CPU, 1 on GPU)")
+    threads: int | None = _flag(None, help="model threads per actor, torch's or ONNX Runtime's (default 1; a node's "
+                                           "CPUs for a lone CPU actor)")
     precision: str | None = _flag(None, choices=["bf16", "fp16", "fp32", "int8"],
                                   help="the model's arithmetic (default: int8 with backend onnx; with backend torch "
                                        "bf16 on CUDA and on CPUs with bf16 kernels, AVX-512 and newer, else fp32)")
