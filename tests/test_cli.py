@@ -188,7 +188,7 @@ def test_ctrl_c_is_one_line_and_resume_finishes(ray_local, small_model, tmp_path
     out = tmp_path / "out"
     args = ["--input", str(src), "--output", str(out), "--model", small_model, "--rows-per-file", "20",
             "--batch-size", "8", "--window", "32", "--decoder", "beam",   # slow per crop: parts seconds apart
-            "--backend", "torch"]   # (int8's sharper logits make this untrained model's beam search too fast)
+            "--backend", "torch"]   # its pace, as written for: with onnx int8 the job once ended before the signal
     job = subprocess.Popen([sys.executable, "-m", "jobs.ocr", "--address", "local", *args], cwd=REPO, env=_env(),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
