@@ -188,8 +188,11 @@ def test_ctrl_c_is_one_line_and_resume_finishes(ray_local, small_model, tmp_path
     out = tmp_path / "out"
     args = ["--input", str(src), "--output", str(out), "--model", small_model, "--rows-per-file", "20",
             "--batch-size", "8", "--window", "32", "--decoder", "beam", "--backend", "torch"]   # slow per crop
+    # SIGINT's disposition as a terminal gives it: an ignored SIGINT is inherited across exec, and Python then
+    # installs no KeyboardInterrupt handler (in fresh-clone CI runs of the whole suite the job ran to the end)
     job = subprocess.Popen([sys.executable, "-m", "jobs.ocr", "--address", "local", *args], cwd=REPO, env=_env(),
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 180
         while not list((out / "_staging").glob("*.parquet")) if (out / "_staging").exists() else True:
