@@ -19,6 +19,7 @@ from crnn.checkpoint import load_checkpoint
 from crnn.decoding import beam_search_decode, greedy_decode, lexicon_beam_decode
 from crnn.image import ImageSpec, normalize_crop, pad_batch, turned_crop
 from crnn.lexicon import load_prior
+from crnn.onnx_backend import PRECISIONS as ONNX_PRECISIONS
 from crnn.onnx_backend import onnx_session
 
 DECODERS = ("lexicon", "greedy", "beam")
@@ -63,7 +64,7 @@ class Recognizer:
         self.precision = precision or ("int8" if backend == "onnx" else default_precision(self.device))
         if self.precision not in ("bf16", "fp16", "fp32", "int8"):
             raise ValueError(f"precision must be bf16, fp16, fp32 or int8, got {self.precision!r}")
-        if backend == "onnx" and self.precision not in ("int8", "fp32"):
+        if backend == "onnx" and self.precision not in ONNX_PRECISIONS:
             raise ValueError(f"backend onnx runs in int8 or fp32, got precision {self.precision!r}")
         if backend == "torch" and self.precision == "int8":
             raise ValueError("precision int8 is computed by backend onnx; backend torch runs in bf16, fp16 or fp32")

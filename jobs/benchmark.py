@@ -259,7 +259,7 @@ def main(argv=None) -> None:
         import torch
 
         from crnn.recognizer import Recognizer
-        from pipeline.run import resolve_backend
+        from pipeline.plan import resolve_backend
 
         if not gpu:
             torch.set_num_threads(cores)

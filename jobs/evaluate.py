@@ -56,7 +56,8 @@ from crnn.training.synth import SynthConfig, render_parquet
 from pipeline.errors import UserError
 from pipeline.schema import output_name
 from pipeline.read import find_source
-from pipeline.run import OcrOptions, resolve_backend, run_ocr
+from pipeline.plan import resolve_backend
+from pipeline.run import OcrOptions, run_ocr
 from pipeline.storage import Storage
 
 # The synthetic test set of MODEL.md's figures, as `render_parquet` describes it.

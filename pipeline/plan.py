@@ -1,6 +1,6 @@
-"""What a run decides from its options, its input and its cluster: which column is the row id, and the model
-actors (how many, their threads, CPUs and GPUs, crops per call). Pure functions: run_ocr asks the input and
-Ray, these decide."""
+"""What a run decides from its options, its input and its cluster: which column is the row id, the model's
+backend, the model actors (how many, their threads, CPUs and GPUs, crops per call) and the width window. Pure
+functions: run_ocr asks the input and Ray, these decide."""
 
 from __future__ import annotations
 
@@ -20,6 +20,11 @@ def choose_id_column(requested: str | None, source: Source, resume: bool) -> str
     if resume and not column:
         raise UserError(f"--resume needs a unique id column (--id-column); columns are: {', '.join(source.columns)}")
     return column
+
+
+def resolve_backend(backend: str, num_gpus: float = 0.0) -> str:
+    """The backend model actors use for --backend: `auto` is onnx on CPU (num_gpus 0) and torch on GPU."""
+    return backend if backend != "auto" else ("torch" if num_gpus > 0 else "onnx")
 
 
 MIN_WINDOW = 512     # rows; smaller windows sort too few crops together (more padding)

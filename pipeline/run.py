@@ -24,7 +24,7 @@ from crnn.recognizer import BACKENDS, DECODERS
 from pipeline.batch import sort_by_width
 from pipeline.errors import JobFailed, UserError
 from pipeline.logs import without_false_alarms
-from pipeline.plan import choose_id_column, largest_node_cpus, plan_actors, plan_window
+from pipeline.plan import choose_id_column, largest_node_cpus, plan_actors, plan_window, resolve_backend
 from pipeline.predict import CRNNPredictor
 from pipeline.preprocess import preprocess_batch
 from pipeline.read import Source, find_source, read_crops
@@ -134,11 +134,6 @@ def run_ocr(opts: OcrOptions) -> dict:
             shutil.rmtree(journal_dir, ignore_errors=True)
 
 
-def resolve_backend(backend: str, num_gpus: float = 0.0) -> str:
-    """The backend model actors use for --backend: `auto` is onnx on CPU (num_gpus 0) and torch on GPU."""
-    return backend if backend != "auto" else ("torch" if num_gpus > 0 else "onnx")
-
-
 def _check_backend(opts: OcrOptions) -> None:
     """Refuse here, in one line, a backend the model actors could not start (they would fail, and be
     restarted, only once the job runs)."""
@@ -148,7 +143,7 @@ def _check_backend(opts: OcrOptions) -> None:
             raise UserError(f"--backend onnx runs on the CPU; with --num-gpus {opts.num_gpus:g} use --backend torch")
         if opts.precision not in (None, "int8", "fp32"):
             raise UserError(f"--backend onnx runs in int8 or fp32, got --precision {opts.precision}"
-                            + (" (on GPU: --backend torch)" if opts.backend == "onnx" else ""))
+                            + (" (bf16 and fp16 run on --backend torch)" if opts.backend == "auto" else ""))
         if not all(importlib.util.find_spec(m) for m in ("onnxruntime", "onnx")):
             raise UserError(ONNX_MISSING)
     elif opts.precision == "int8":
