@@ -8,7 +8,9 @@ Every 0.5 s it reads /proc for every process of the run's session: RSS (what `ps
 between processes, such as Ray's object store, count once per process that maps them) and PSS (shared
 pages split between the processes that map them: the sum is the job's real footprint). It prints, per
 size, the peaks of both sums, the process count, and the model actor's RSS early and late in the run
-(growth of its private part, RssAnon, at a steady input, would be a leak). --json writes it all.
+(growth of its private part, RssAnon, at a steady input, would be a leak), and, at the peak RSS, each kind of
+process's private memory, mapped files and object-store pages (RssAnon, RssFile, RssShmem). --json writes it
+all.
 """
 
 from __future__ import annotations
@@ -66,18 +68,45 @@ def _session(sid: int) -> dict[int, str]:
     return procs
 
 
+def _role(cmd: str) -> str:
+    """What a process of the job is, from its command (Ray names its workers by what they run)."""
+    if "jobs.ocr" in cmd:
+        return "driver"
+    if "CRNNPredictor" in cmd:
+        return "model actors"
+    if cmd.startswith("ray::") and ("IDLE" in cmd or "MapBatches" in cmd or "Read" in cmd or "Write" in cmd
+                                    or "ListFiles" in cmd):
+        return "task workers"
+    return "ray services"
+
+
+def _breakdown(procs: dict[int, str]) -> dict[str, dict[str, int]]:
+    """role -> MB of RssAnon (private heap), RssFile (libraries, mapped files) and RssShmem (the object store's
+    shared pages each process has touched), summed over the role's processes."""
+    roles: dict[str, dict[str, int]] = {}
+    for pid, cmd in procs.items():
+        r = roles.setdefault(_role(cmd), {"processes": 0, "anon": 0, "file": 0, "shmem": 0})
+        r["processes"] += 1
+        for key, field in (("anon", "RssAnon:"), ("file", "RssFile:"), ("shmem", "RssShmem:")):
+            r[key] += _kib(pid, "status", field) // 1024
+    return roles
+
+
 def measure(input_dir: Path, output_dir: Path, extra: list[str]) -> dict:
     cmd = [sys.executable, "-m", "jobs.ocr", "--address", "local", "--input", str(input_dir),
            "--output", str(output_dir), *extra]
     t0 = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
     peak_rss = peak_pss = peak_procs = 0
+    at_peak: dict = {}
     actor: list[tuple[float, int]] = []
     while proc.poll() is None:
         procs = _session(proc.pid)
         rss = {p: _kib(p, "status", "VmRSS:") for p in procs}
         pss = sum(_kib(p, "smaps_rollup", "Pss:") for p in procs)
-        peak_rss, peak_pss = max(peak_rss, sum(rss.values())), max(peak_pss, pss)
+        if sum(rss.values()) > peak_rss:
+            peak_rss, at_peak = sum(rss.values()), _breakdown(procs)
+        peak_pss = max(peak_pss, pss)
         peak_procs = max(peak_procs, len(procs))
         actor += [(time.time() - t0, rss[p], _kib(p, "status", "RssAnon:")) for p, c in procs.items()
                   if "CRNNPredictor" in c]
@@ -93,7 +122,8 @@ def measure(input_dir: Path, output_dir: Path, extra: list[str]) -> dict:
             "actor_rss_mb_peak": max(steady, default=0) // 1024,
             # RssAnon: the actor's private memory (heap); the rest of its RSS is shared (the object store's pages)
             "actor_anon_mb_first_10pct": max(anon[:q], default=0) // 1024,
-            "actor_anon_mb_last_10pct": max(anon[-q:], default=0) // 1024}
+            "actor_anon_mb_last_10pct": max(anon[-q:], default=0) // 1024,
+            "at_peak_rss": at_peak}
 
 
 def _summary(output_dir: Path) -> dict:
@@ -121,6 +151,9 @@ def main(argv=None) -> int:
                   f"{r['actor_rss_mb_first_10pct']} -> {r['actor_rss_mb_last_10pct']} MB (peak {r['actor_rss_mb_peak']}), of it "
                   f"private {r['actor_anon_mb_first_10pct']} -> {r['actor_anon_mb_last_10pct']} MB",
                   flush=True)
+        for role, b in sorted(r["at_peak_rss"].items()):
+            print(f"{'':>8}   at peak RSS, {role} ({b['processes']}): {b['anon']} MB private, {b['file']} MB files, "
+                  f"{b['shmem']} MB object store", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
