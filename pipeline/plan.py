@@ -1,6 +1,6 @@
 """What a run decides from its options, its input and its cluster: which column is the row id, the model's
-backend, the model actors (how many, their threads, CPUs and GPUs, crops per call) and the width window. Pure
-functions: run_ocr asks the input and Ray, these decide."""
+backend, the model actors (how many, their threads, CPUs and GPUs, crops per call), the width window and the
+pieces of it an actor takes. Pure functions: run_ocr asks the input and Ray, these decide."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def resolve_backend(backend: str, num_gpus: float = 0.0) -> str:
 
 
 MIN_WINDOW = 512     # rows; smaller windows sort too few crops together (more padding)
+ACTOR_BLOCK = 2048   # rows; the most a model actor takes at once
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,17 @@ def plan_actors(num_gpus: float, actors: int | None, threads: int | None, batch_
 
 
 def plan_window(window: int | None, rows: int, actors: int) -> int:
-    """Rows sorted by width together, which are also the blocks the actors share: --window if given, else
-    8,192 (9% of the pixels padding on FUNSD words, against 21% at 2,048), cut for a small input to at least
-    two blocks per actor (but not under 512), so that every actor has work: 2 actors read 8,650 crops in
-    23.9 s with 2,048-row windows, in 28.1 s with 8,192 (one actor then reads nearly all of them)."""
+    """Rows sorted by width together (the actors take them in pieces, `plan_actor_block`): --window if given,
+    else 8,192 (9% of the pixels padding on FUNSD words, against 21% at 2,048), cut for a small input to at
+    least two windows per actor (but not under 512), so that every actor has work early: 2 actors read 8,650
+    crops in 23.9 s with 2,048-row windows, in 28.1 s with 8,192 (one actor then read nearly all of them)."""
     return window or min(8192, max(MIN_WINDOW, -(-rows // (2 * actors))))
+
+
+def plan_actor_block(window: int) -> int:
+    """Rows of a sorted window that a model actor takes at once: the window cut into equal parts of at most
+    ACTOR_BLOCK rows. Sorting stays over the whole window (padding as low), while the actors share smaller
+    pieces, so that the end of the job waits on one piece, not one window: 100,000 crops on 2 cores, 2
+    actors, 8,192-row windows, 2 interleaved rounds: 1,110 crops/s in pieces of 2,048 against 1,018 whole."""
+    parts = -(-window // ACTOR_BLOCK)
+    return -(-window // parts)

@@ -24,7 +24,8 @@ from crnn.recognizer import BACKENDS, DECODERS
 from pipeline.batch import sort_by_width
 from pipeline.errors import JobFailed, UserError
 from pipeline.logs import without_false_alarms
-from pipeline.plan import choose_id_column, largest_node_cpus, plan_actors, plan_window, resolve_backend
+from pipeline.plan import (choose_id_column, largest_node_cpus, plan_actor_block, plan_actors, plan_window,
+                           resolve_backend)
 from pipeline.predict import CRNNPredictor
 from pipeline.preprocess import preprocess_batch
 from pipeline.read import Source, find_source, read_crops
@@ -50,8 +51,9 @@ class OcrOptions:
     id_column: str | None = _flag(None, help="unique row id (default: 'id' if present, 'path' for image files)")
     model: str | None = _flag(None, help="checkpoint file (default: the shipped model)")
     batch_size: int | None = _flag(None, help="crops per model call (default 128 on CPU, 512 on GPU)")
-    window: int | None = _flag(None, help="rows sorted by width together, and the blocks the actors share "
-                                          "(default: 8192, fewer for a small input so that each actor gets two)")
+    window: int | None = _flag(None, help="rows sorted by width together (default: 8192, fewer for a small input so "
+                                          "that each actor gets two); the actors take them in equal pieces of at "
+                                          "most 2048 rows")
     actors: int | None = _flag(None, help="model actors (default: one per GPU; on CPU 7/8 of a node's CPUs, fewer "
                                           "for a small input)")
     num_gpus: float = _flag(0.0, help="GPUs per model actor (default %(default)g: CPU)")
@@ -184,6 +186,8 @@ def _dataset(opts: OcrOptions, store: Storage, source: Source, out_id: str | Non
     ds = ds.map_batches(preprocess_batch, fn_kwargs={"image_column": opts.image_column, "spec": spec},
                         batch_size=window, batch_format="pyarrow")
     ds = ds.map_batches(sort_by_width, batch_size=window, batch_format="pyarrow")
+    if plan_actor_block(window) < window:   # (fused into the preprocessing task by Ray Data)
+        ds = ds.repartition(target_num_rows_per_block=plan_actor_block(window))
 
     with warnings.catch_warnings():
         # Restarts can only be bounded through ray_remote_args, which Ray 2.60 calls deprecated

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from pipeline.errors import UserError
-from pipeline.plan import ActorPlan, choose_id_column, largest_node_cpus, plan_actors, plan_window
+from pipeline.plan import (ActorPlan, choose_id_column, largest_node_cpus, plan_actor_block, plan_actors,
+                           plan_window)
 from pipeline.read import Source
 
 PARQUET_WITH_ID = Source("parquet", ["a.parquet"], ["id", "image", "text"], rows=3)
@@ -85,6 +86,14 @@ def test_window_gives_each_actor_two_blocks_of_a_small_input():
     assert plan_window(None, 8650, 1) == 4325
     assert plan_window(None, 300, 2) == 512            # never tiny windows: padding
     assert plan_window(2048, 100_000, 2) == 2048       # --window wins
+
+
+def test_actors_take_a_window_in_equal_pieces_of_at_most_2048_rows():
+    assert plan_actor_block(8192) == 2048
+    assert plan_actor_block(2163) == 1082              # 2 pieces, not 2,048 + 115
+    assert plan_actor_block(2048) == 2048              # whole: no split
+    assert plan_actor_block(512) == 512
+    assert plan_actor_block(10_000) == 2000
 
 
 def test_gpu_defaults_one_actor_per_gpu_share():
