@@ -1,10 +1,10 @@
 """The CRNN's forward in ONNX Runtime on the CPU: fp32 (the same function as torch's), or int8.
 
 int8: the convolutions and their ReLUs statically quantised (weights int8 per output channel, activations uint8
-with ranges calibrated by MinMax on `CALIBRATION_CROPS`; each convolution and its ReLU run as one integer op), the BiLSTM and the linear head dynamically (int8 weights,
-activations quantised per call), by `onnxruntime.quantization`. Both are built from the checkpoint at load and
-cached in the user cache dir under a hash of everything they depend on, so every machine with the same
-versions builds the same file. On a 2-core AVX-512 VNNI CPU the default model read 2.4x faster than fp32 and
+with ranges calibrated by MinMax on `CALIBRATION_CROPS`; each convolution and its ReLU run as one integer op),
+the BiLSTM and the linear head dynamically (int8 weights, activations quantised per call), by
+`onnxruntime.quantization`. Both are built from the checkpoint at load and cached in the user cache dir under a
+hash of everything they depend on, so every machine with the same versions builds the same file. On a 2-core AVX-512 VNNI CPU the default model read 2.4x faster than fp32 and
 1.3x faster than torch bf16 (in-process, greedy), and 1.11x that again once the ReLUs were fused; on the
 validation and test splits it reads as torch does within noise (issue 20, MODEL.md "Speed").
 """
@@ -139,8 +139,9 @@ def quantize_int8(fp32: bytes, crops: list[np.ndarray], batch_size: int = 64) ->
         with tempfile.TemporaryDirectory() as tmp:
             src, static, dynamic = (os.path.join(tmp, f"{n}.onnx") for n in ("fp32", "static", "int8"))
             Path(src).write_bytes(fp32)
-            quantize_static(src, static, Feeds(), quant_format=QuantFormat.QDQ, op_types_to_quantize=list(STATIC_OPS),
-                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            quantize_static(src, static, Feeds(), quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=list(STATIC_OPS), per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax)
             quantize_dynamic(static, dynamic, op_types_to_quantize=["LSTM", "MatMul", "Gemm"],
                              weight_type=QuantType.QInt8)

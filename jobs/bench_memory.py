@@ -104,8 +104,9 @@ def measure(input_dir: Path, output_dir: Path, extra: list[str]) -> dict:
         procs = _session(proc.pid)
         rss = {p: _kib(p, "status", "VmRSS:") for p in procs}
         pss = sum(_kib(p, "smaps_rollup", "Pss:") for p in procs)
-        if sum(rss.values()) > peak_rss:
-            peak_rss, at_peak = sum(rss.values()), _breakdown(procs)
+        total = sum(rss.values())
+        if total > peak_rss:
+            peak_rss, at_peak = total, _breakdown(procs)
         peak_pss = max(peak_pss, pss)
         peak_procs = max(peak_procs, len(procs))
         actor += [(time.time() - t0, rss[p], _kib(p, "status", "RssAnon:")) for p, c in procs.items()
