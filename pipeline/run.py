@@ -71,7 +71,7 @@ class OcrOptions:
     backend: str = _flag(
         "auto", choices=("auto",) + BACKENDS,
         help="what computes the model: auto (default): onnx on CPU, torch on GPU; onnx: ONNX Runtime, CPU only, "
-             "int8 (1.3x torch bf16, 2.4x fp32 on an AVX-512 VNNI CPU, readings within noise of torch's) or "
+             "int8 (1.5x torch bf16, 2.6x fp32 on an AVX-512 VNNI CPU, readings within noise of torch's) or "
              "--precision fp32 (torch's readings); torch: PyTorch. The ONNX model is built at the first run and "
              "cached per model")
     min_width: int = ImageSpec.min_width
