@@ -186,8 +186,9 @@ def _dataset(opts: OcrOptions, store: Storage, source: Source, out_id: str | Non
     ds = ds.map_batches(preprocess_batch, fn_kwargs={"image_column": opts.image_column, "spec": spec},
                         batch_size=window, batch_format="pyarrow")
     ds = ds.map_batches(sort_by_width, batch_size=window, batch_format="pyarrow")
-    if plan_actor_block(window) < window:   # (fused into the preprocessing task by Ray Data)
-        ds = ds.repartition(target_num_rows_per_block=plan_actor_block(window))
+    piece = plan_actor_block(window)
+    if piece < window:   # (fused into the preprocessing task by Ray Data)
+        ds = ds.repartition(target_num_rows_per_block=piece)
 
     with warnings.catch_warnings():
         # Restarts can only be bounded through ray_remote_args, which Ray 2.60 calls deprecated
