@@ -152,9 +152,9 @@ def main(argv=None) -> int:
                   f"{r['actor_rss_mb_first_10pct']} -> {r['actor_rss_mb_last_10pct']} MB (peak {r['actor_rss_mb_peak']}), of it "
                   f"private {r['actor_anon_mb_first_10pct']} -> {r['actor_anon_mb_last_10pct']} MB",
                   flush=True)
-        for role, b in sorted(r["at_peak_rss"].items()):
-            print(f"{'':>8}   at peak RSS, {role} ({b['processes']}): {b['anon']} MB private, {b['file']} MB files, "
-                  f"{b['shmem']} MB object store", flush=True)
+            for role, b in sorted(r["at_peak_rss"].items()):
+                print(f"{'':>8}   at peak RSS, {role} ({b['processes']}): {b['anon']} MB private, {b['file']} MB "
+                      f"files, {b['shmem']} MB object store", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

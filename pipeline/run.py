@@ -21,6 +21,7 @@ from crnn.checkpoint import CheckpointError, load_checkpoint
 from crnn.image import ImageSpec
 from crnn.onnx_backend import ONNX_MISSING
 from crnn.recognizer import BACKENDS, DECODERS
+from pipeline.backpressure import bound_run_ahead
 from pipeline.batch import sort_by_width
 from pipeline.errors import JobFailed, UserError
 from pipeline.logs import without_false_alarms
@@ -194,7 +195,7 @@ def _dataset(opts: OcrOptions, store: Storage, source: Source, out_id: str | Non
         # Restarts can only be bounded through ray_remote_args, which Ray 2.60 calls deprecated
         # without offering a named parameter for them yet.
         warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
-        return ds.map_batches(
+        ds = ds.map_batches(
             CRNNPredictor,
             fn_constructor_kwargs={"model_path": opts.model, "precision": opts.precision, "decoder": opts.decoder,
                                    "backend": resolve_backend(opts.backend, opts.num_gpus), "threads": pool.threads, "journal_dir": journal_dir},
@@ -204,6 +205,8 @@ def _dataset(opts: OcrOptions, store: Storage, source: Source, out_id: str | Non
             # Ray Data restarts a dead actor forever by default: a crop that always kills it would hang the job.
             # The journal isolates such a crop in log8(batch) + 1 deaths; beyond the budget the job fails.
             max_restarts=opts.actor_restarts, max_task_retries=opts.actor_restarts)
+    bound_run_ahead(ds.context)   # the Dataset's own context: nothing else in the process is affected
+    return ds
 
 
 def _summary(opts: OcrOptions, staged: Staged, rows_in: int, out_id: str | None, model_id: str,
