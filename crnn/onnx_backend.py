@@ -4,9 +4,10 @@ int8: the convolutions and their ReLUs statically quantised (weights int8 per ou
 with ranges calibrated by MinMax on `CALIBRATION_CROPS`; each convolution and its ReLU run as one integer op),
 the BiLSTM and the linear head dynamically (int8 weights, activations quantised per call), by
 `onnxruntime.quantization`. Both are built from the checkpoint at load and cached in the user cache dir under a
-hash of everything they depend on, so every machine with the same versions builds the same file. On a 2-core AVX-512 VNNI CPU the default model reads 2.6x faster than fp32 and
-1.5x faster than torch bf16 (in-process, greedy, 2 threads; 1.11x of that from fusing the ReLUs); on the
-validation and test splits it reads as torch does within noise (issue 20, MODEL.md "Speed").
+hash of everything they depend on, so every machine with the same versions builds the same file. On a 2-core
+AVX-512 VNNI CPU the default model reads 2.6x faster than fp32 and 1.5x faster than torch bf16 (in-process,
+greedy, 2 threads; 1.11x of that from fusing the ReLUs); on the validation and test splits it reads as torch
+does within noise (issue 20, MODEL.md "Speed").
 """
 
 from __future__ import annotations

@@ -47,8 +47,8 @@ class Recognizer:
         backend: what computes the logits. "torch" (default): the PyTorch model. "onnx": ONNX Runtime on the
             CPU (`crnn.onnx_backend`), int8 (convolutions and ReLUs calibrated on fixed synthetic crops, the
             BiLSTM and head dynamically quantised: 1.5x torch bf16 and 2.6x ONNX fp32 on a 2-core AVX-512 VNNI
-            CPU, greedy, 2 threads; readings within noise of torch's on the validation splits) or fp32 (torch's readings; 1.2x torch fp32 on a
-            2-core AVX2 CPU). Built from the weights at load and cached in the user cache dir. CPU only.
+            CPU, greedy, 2 threads; readings within noise of torch's on the validation splits) or fp32
+            (torch's readings; 1.2x torch fp32 on a 2-core AVX2 CPU). Built from the weights at load and cached in the user cache dir. CPU only.
         threads: with backend "onnx": ONNX Runtime's threads (None: torch's thread count at load).
     """
 

@@ -48,7 +48,7 @@ class UpstreamOfActorsRunAhead(BackpressurePolicy):
 
     def can_add_input(self, op) -> bool:
         per_task = op.metrics.average_bytes_outputs_per_task
-        if op not in self._held or not per_task:   # no task finished yet: nothing to bound by
+        if op not in self._held or not per_task:   # not upstream of the actors, or no task's output to bound by
             return True
         taken = sum(d.metrics.obj_store_mem_pending_task_inputs or 0 for d in op.output_dependencies)
         return self._resource_manager.get_mem_op_outputs(op) - taken < RUN_AHEAD_TASKS * per_task
@@ -57,8 +57,8 @@ class UpstreamOfActorsRunAhead(BackpressurePolicy):
 def bound_run_ahead(context: DataContext) -> None:
     """Add `UpstreamOfActorsRunAhead` to a Dataset's own context (`ds.context`), beside Ray Data's policies."""
     if BackpressurePolicy is object:
-        print(f"note: Ray {ray.__version__} lacks the backpressure interface of Ray 2.60: the preprocessing is not "
-              f"held back, and the job's memory grows with its input")
+        print(f"note: Ray {ray.__version__} lacks the backpressure interface of Ray 2.60: the preprocessing is "
+              f"not held back, and the job's memory grows with its input")
         return
     policies = context.get_config(ENABLED_BACKPRESSURE_POLICIES_CONFIG_KEY, ENABLED_BACKPRESSURE_POLICIES)
     context.set_config(ENABLED_BACKPRESSURE_POLICIES_CONFIG_KEY, [*policies, UpstreamOfActorsRunAhead])

@@ -52,9 +52,9 @@ class OcrOptions:
     id_column: str | None = _flag(None, help="unique row id (default: 'id' if present, 'path' for image files)")
     model: str | None = _flag(None, help="checkpoint file (default: the shipped model)")
     batch_size: int | None = _flag(None, help="crops per model call (default 128 on CPU, 512 on GPU)")
-    window: int | None = _flag(None, help="rows sorted by width together (default: 8192, fewer for a small input so "
-                                          "that each actor gets two); the actors take them in equal pieces of at "
-                                          "most 2048 rows")
+    window: int | None = _flag(None, help="rows sorted by width together (default: 8192, fewer for a small input "
+                                          "so that each actor gets two); the actors take them in equal pieces of "
+                                          "at most 2048 rows")
     actors: int | None = _flag(None, help="model actors (default: one per GPU; on CPU 7/8 of a node's CPUs, fewer "
                                           "for a small input)")
     num_gpus: float = _flag(0.0, help="GPUs per model actor (default %(default)g: CPU)")
