@@ -157,3 +157,22 @@ def test_repeated_ids_are_reported_not_fatal_without_resume(ray_local, small_mod
     summary = run_ocr(OcrOptions(input=str(src), output=str(tmp_path / "out"), model=small_model))
     assert summary["rows_in"] == 6 and summary["repeated_ids"] == 3
     assert sorted(pd.read_parquet(tmp_path / "out")["id"]) == ["a", "a", "b", "c", "c", "c"]
+
+
+def test_parquet_read_tasks_take_whole_files(ray_local, tmp_path, monkeypatch):
+    """Parquet is read a whole file per task, small files grouped (at least ROWS_PER_READ_TASK rows a task), by
+    Ray Data's first Parquet reader; the process's own DataContext is left as it was."""
+    import ray.data
+
+    from pipeline import read
+    from pipeline.storage import Storage
+
+    table = write_crops_parquet(LOCAL, str(tmp_path), n=40, files=4)   # 4 files of 10 rows
+    store = Storage(str(tmp_path))
+    ctx = ray.data.DataContext.get_current()
+    before = ctx.use_datasource_v2
+    monkeypatch.setattr(read, "ROWS_PER_READ_TASK", 20)
+    ds = read.read_crops(store, read.find_source(store)).materialize()
+    assert ctx.use_datasource_v2 == before
+    assert ds.num_blocks() == 2                                          # 40 rows / 20 a task; not 4 files
+    assert sorted(ds.take_all(), key=lambda r: r["id"]) == table.sort_by("id").to_pylist()
