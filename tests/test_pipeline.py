@@ -9,9 +9,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import ray.data
 
 from jobs.ocr import main as ocr_main
-from pipeline import OcrOptions, run_ocr
+from pipeline import OcrOptions, read, run_ocr
+from pipeline.storage import Storage
 from tests.conftest import WORDS, crop_bytes, write_crops_parquet
 
 LOCAL = fsspec.filesystem("file")
@@ -162,11 +164,6 @@ def test_repeated_ids_are_reported_not_fatal_without_resume(ray_local, small_mod
 def test_parquet_read_tasks_take_whole_files(ray_local, tmp_path, monkeypatch):
     """Parquet is read a whole file per task, small files grouped (at least ROWS_PER_READ_TASK rows a task), by
     Ray Data's first Parquet reader; the process's own DataContext is left as it was."""
-    import ray.data
-
-    from pipeline import read
-    from pipeline.storage import Storage
-
     table = write_crops_parquet(LOCAL, str(tmp_path), n=40, files=4)   # 4 files of 10 rows
     store = Storage(str(tmp_path))
     ctx = ray.data.DataContext.get_current()
