@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from crnn.image import ImageError, ImageSpec, decode_image, normalize_crop, turned_crop
+from crnn.image import ImageError, ImageSpec, decode_images, normalize_crop, turned_crop
 from pipeline.schema import ERROR, PIXELS, TURNED, TURNED_WIDTH, WIDTH
 
 
@@ -29,9 +29,10 @@ def preprocess_batch(batch: pa.Table, image_column: str, spec: ImageSpec = Image
         (null and 0 unless the crop is tall) and `error` (null when fine).
     """
     pixels, widths, turned, turned_widths, errors = [], [], [], [], []
-    for data in batch.column(image_column).to_pylist():
+    for img in decode_images(batch.column(image_column).to_pylist(), spec):
         try:
-            img = decode_image(data, spec)
+            if isinstance(img, ImageError):
+                raise img
             crop, turn = normalize_crop(img, spec), turned_crop(img, spec)
             pixels.append(crop.tobytes()), widths.append(crop.shape[1]), errors.append(None)
             turned.append(None if turn is None else turn.tobytes())

@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from pipeline.predict import CRASHED
-from tests.conftest import encode, write_crops_parquet
+from tests.conftest import crop_bytes, encode, write_crops_parquet
 
 REPO = Path(__file__).resolve().parents[1]
 POISON = 200
@@ -135,3 +135,22 @@ def test_freed_memory_release_trims_every_nth_batch():
     assert calls == [0, 0]                                  # after the 3rd and the 6th batch
     if real_trim is not None:                               # glibc: the real call runs and says 0 or 1
         assert real_trim(0) in (0, 1)
+
+
+def test_crash_journal_key_covers_only_the_rows_of_a_slice():
+    """Ray Data hands the actor slices of a larger block, which share the block's buffers: a batch's key is
+    that of its own rows (the same as for a copy of them), different for other rows."""
+    import pyarrow as pa
+
+    from pipeline.predict import CrashJournal
+    from pipeline.preprocess import preprocess_batch
+
+    images = [crop_bytes(f"word {i}") for i in range(12)] + [b"not an image"]
+    block = preprocess_batch(pa.table({"image": images}), "image")
+    slices = [block.slice(i, 4) for i in range(0, block.num_rows, 4)]
+    keys = [CrashJournal.key(s) for s in slices]
+    copies = [pa.Table.from_pylist(s.to_pylist(), schema=s.schema) for s in slices]
+    assert keys == [CrashJournal.key(c) for c in copies]
+    assert len(set(keys)) == len(keys)
+    two_chunks = pa.concat_tables([slices[1].slice(0, 1), slices[1].slice(1)])
+    assert CrashJournal.key(two_chunks) == keys[1]

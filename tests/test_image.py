@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from crnn.image import ImageError, ImageSpec, decode_image, normalize_crop, pad_batch, to_gray, turned_crop
+from crnn.image import ImageError, ImageSpec, decode_image, decode_images, normalize_crop, pad_batch, to_gray, turned_crop
 from crnn.training.data import TRAINING_SPEC
 
 
@@ -56,6 +56,42 @@ def test_decode_applies_exif_orientation():
     exif[0x0112] = 6                        # "rotate 90 CW to display"
     out = decode_image(encode(img, "JPEG", exif=exif))
     assert out.size == (10, 30)             # width and height swapped
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF", "WEBP"])
+def test_decode_applies_orientation_in_every_place_pillow_keeps_it(fmt):
+    """Orientation is looked for only where Pillow keeps it (EXIF in the file's info, a TIFF's tags, XMP):
+    whichever a format uses, the crop comes out turned."""
+    img = Image.fromarray(noise(10, 30))
+    exif = img.getexif()
+    exif[0x0112] = 6
+    assert decode_image(encode(img, fmt, exif=exif)).size == (10, 30)
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>'
+    if fmt == "PNG":
+        png = encode(img, "PNG", pnginfo=_png_text("XML:com.adobe.xmp", xmp.decode()))
+        assert decode_image(png).size == (10, 30)
+
+
+def _png_text(key: str, value: str):
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt(key, value)
+    return info
+
+
+def test_decode_images_gives_each_item_what_decode_image_gives():
+    items = [encode(Image.fromarray(noise(8, 20, seed)), fmt) for seed, fmt in enumerate(["PNG", "JPEG", "BMP"])]
+    items += [b"", None, "a/path.png", b"%PDF-1.4 not an image", items[0][:40]]
+    out = decode_images(items)
+    assert len(out) == len(items)
+    for data, got in zip(items, out):
+        try:
+            want = decode_image(data)
+        except ImageError as e:
+            assert isinstance(got, ImageError) and str(got) == str(e)
+        else:
+            assert np.array_equal(np.asarray(got), np.asarray(want))
 
 
 def refusal(data, spec=ImageSpec()) -> str:
