@@ -3,6 +3,7 @@
     python -m jobs.benchmark                              # sizes 8650 and 100000, 1 round, CPU
     python -m jobs.benchmark --sizes 200 400 --rounds 3   # a quick check
     python -m jobs.benchmark --num-gpus 1                 # model on CUDA, jobs.ocr --num-gpus 1, GPU use
+    python -m jobs.benchmark --sizes 8650 100000 1000000 --rounds 2   # issue 36's sizes
 
 - model: normalised crops, width-sorted batches, forward + the default decoder (`Recognizer.read`, with the backend
   jobs.ocr's actors use by default: onnx int8 on CPU, torch on GPU), in this process, on the first
@@ -10,14 +11,20 @@
 - pipeline: `python -m jobs.ocr --input DIR --output DIR` as a subprocess, timed from the command's start
   to its exit (interpreter start, imports, Ray start, reading, writing and commit included), at each size;
   "first out" is the time from the command's start until the first Parquet part appears in the output's
-  `_staging/` folder (polled every 20 ms), the issue's target being 5 s;
+  `_staging/` folder (polled every 20 ms); "peak RSS" and "peak PSS" the largest sums over the job's processes
+  (its session: driver, Ray's services, workers, actors), sampled every second from /proc;
+- ceiling: the same command with a model that costs next to nothing, a 2,092-parameter CRNN of random weights
+  that the benchmark builds (`tiny_model`; never shipped), `--decoder greedy`: what the pipeline's own
+  plumbing allows, the ceiling any model's speed meets;
 - tesseract: 5.x `--psm 7`, one process per core, each over a list of PNG files, OMP_THREAD_LIMIT=1,
-  timed from the processes' start to their exit, at each size.
+  timed from the processes' start to their exit, at each size up to --tesseract-max crops (its rate does not
+  depend on the job's size: above that size it reads the first --tesseract-max crops, and the row says so).
+  A round whose Tesseract rate moves more than 15% between sizes was disturbed: it is flagged, rerun it.
 
 Crops come from --input (default: the 21,888 FUNSD word crops). A size larger than the file repeats its
 rows in order, with fresh ids (`<id>~<k>` for the k-th repeat) and the same labels. Each size's input is
 written once per run as Parquet (--rows-per-file rows per file, row groups of 10,000) in a temporary
-folder, streamed from the encoded source rows; the PNG files for Tesseract are written once (one per
+folder, a row group at a time from the encoded source rows (a million crops are never in memory at once); the PNG files for Tesseract are written once (one per
 source row; a size's lists name them, repeats included) and reused by every size and round. Rounds are
 interleaved (each round runs every system at every size in turn, so a slow spell of a shared machine hits
 all alike); crops/s are medians over rounds, and pipeline/tesseract ratios are taken within each round.
@@ -50,8 +57,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SYSTEMS = ("model", "pipeline", "tesseract")
+SYSTEMS = ("model", "pipeline", "ceiling", "tesseract")
 ROW_GROUP = 10_000
+DISTURBED = 0.15   # Tesseract's rate moving more than this between the sizes of one round
 
 
 def repeated_ids(ids: list[str], size: int) -> list[str]:
@@ -98,6 +106,41 @@ def write_sized_input(table: pa.Table, size: int, folder: Path, rows_per_file: i
     finally:
         if writer is not None:
             writer.close()
+
+
+def tiny_model(path: Path) -> Path:
+    """A CRNN checkpoint of 2,092 random parameters (4 channels a convolution, one BiLSTM layer of 4) over the
+    shipped model's charset: a model that costs next to nothing, for the plumbing ceiling."""
+    import torch
+
+    from crnn.checkpoint import load_checkpoint, save_checkpoint
+    from crnn.model import CRNN, CRNNConfig
+
+    _, charset, _ = load_checkpoint()
+    torch.manual_seed(0)
+    model = CRNN(CRNNConfig(num_classes=len(charset.symbols) + 1, channels=(4,) * 7, lstm_hidden=4, lstm_layers=1))
+    save_checkpoint(path, model, charset, name="benchmark-tiny", version="0")
+    return path
+
+
+class SessionMemory:
+    """Peak RSS and PSS summed over the processes of a session (a job started with start_new_session), sampled
+    at most once a `period` by `sample()`."""
+
+    def __init__(self, sid: int, period: float = 1.0):
+        self.sid, self.period, self.next = sid, period, 0.0
+        self.peak_rss_kib = self.peak_pss_kib = 0
+
+    def sample(self) -> None:
+        from jobs.bench_memory import _kib, _session
+
+        now = time.monotonic()
+        if now < self.next:
+            return
+        self.next = now + self.period
+        procs = _session(self.sid)
+        self.peak_rss_kib = max(self.peak_rss_kib, sum(_kib(p, "status", "VmRSS:") for p in procs))
+        self.peak_pss_kib = max(self.peak_pss_kib, sum(_kib(p, "smaps_rollup", "Pss:") for p in procs))
 
 
 class GpuMonitor:
@@ -163,10 +206,12 @@ def bench_pipeline(inp: Path, out: Path, ids: list[str], cmd_extra: list[str], l
     first = None
     with GpuMonitor(gpu) as mon, open(log, "w") as logf:
         t = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+        memory = SessionMemory(proc.pid)
         while proc.poll() is None:
             if first is None and first_part(out / "_staging"):
                 first = time.perf_counter() - t
+            memory.sample()
             time.sleep(0.02)
         wall = time.perf_counter() - t
     if proc.returncode:
@@ -176,7 +221,8 @@ def bench_pipeline(inp: Path, out: Path, ids: list[str], cmd_extra: list[str], l
     texts = dict(zip(got["id"].to_pylist(), got["text"].to_pylist()))
     summary = json.loads((out / "_summary.json").read_text())
     extra = {"first_output_s": None if first is None else round(first, 2),
-             "job_crops_per_s": summary.get("crops_per_s"), **mon.summary()}
+             "job_crops_per_s": summary.get("crops_per_s"), "peak_rss_mb": memory.peak_rss_kib // 1024,
+             "peak_pss_mb": memory.peak_pss_kib // 1024, **mon.summary()}
     return len(ids) / wall, [texts.get(i) or "" for i in ids], extra
 
 
@@ -221,10 +267,13 @@ def parse_args(argv):
                    help="systems not to run (default: none on CPU, tesseract with --num-gpus)")
     p.add_argument("--pipeline-args", default="", help="extra jobs.ocr flags, e.g. '--threads 1'")
     p.add_argument("--rows-per-file", type=int, default=50_000, help="rows per input Parquet file (default %(default)s)")
+    p.add_argument("--tesseract-max", type=int, default=100_000,
+                   help="most crops Tesseract reads at one size; larger sizes reuse its rate over the first "
+                        "this many (default %(default)s: a million crops would take it ~30 min a round)")
     p.add_argument("--json", help="write all numbers here")
     args = p.parse_args(argv)
-    if min(args.sizes) < 1 or args.rounds < 1 or args.rows_per_file < 1:
-        p.error("--sizes, --rounds and --rows-per-file must be positive")
+    if min(args.sizes) < 1 or args.rounds < 1 or args.rows_per_file < 1 or args.tesseract_max < 1:
+        p.error("--sizes, --rounds, --rows-per-file and --tesseract-max must be positive")
     if args.skip is None:
         args.skip = ["tesseract"] if args.num_gpus else []
     return args
@@ -276,13 +325,15 @@ def main(argv=None) -> None:
     quality: dict[tuple[str, int], dict] = {}
     with tempfile.TemporaryDirectory(prefix="crnn-bench-") as tmp:
         tmp = Path(tmp)
-        if "pipeline" in run:
+        if "pipeline" in run or "ceiling" in run:
             for size in sizes:
                 write_sized_input(table, size, tmp / f"in-{size}", args.rows_per_file)
+        ceiling = [a for a in extra if a not in ("--model", args.model)] + [
+            "--model", str(tiny_model(tmp / "tiny.pt")), "--decoder", "greedy"] if "ceiling" in run else []
         files = []
         if "tesseract" in run:
             (tmp / "png").mkdir()
-            for i, b in enumerate(table["image"].to_pylist()[:max(sizes)]):
+            for i, b in enumerate(table["image"].to_pylist()[:min(max(sizes), args.tesseract_max)]):
                 f = tmp / "png" / f"{i:06d}.png"
                 f.write_bytes(b if b[:8] == b"\x89PNG\r\n\x1a\n" else _to_png(b))
                 files.append(f)
@@ -294,25 +345,30 @@ def main(argv=None) -> None:
                 quality[("model", model_size)] = text_metrics(preds, repeated_labels(labels, model_size))
                 print(f"round {r + 1}: model alone, {model_size} crops: {rate:.1f} crops/s", flush=True)
             for size in sizes:
-                if "pipeline" in run:
+                for system, flags in (("pipeline", extra), ("ceiling", ceiling)):
+                    if system not in run:
+                        continue
                     rate, preds, ext = bench_pipeline(tmp / f"in-{size}", tmp / f"out-{size}",
-                                                      repeated_ids(ids, size), extra, tmp / f"ocr-{size}.log", gpu)
-                    rates.setdefault(("pipeline", size), []).append(rate)
-                    info.setdefault(("pipeline", size), []).append(ext)
-                    quality[("pipeline", size)] = text_metrics(preds, repeated_labels(labels, size))
-                    print(f"round {r + 1}: pipeline, {size} crops: {rate:.1f} crops/s, "
-                          f"first output {ext['first_output_s']} s", flush=True)
+                                                      repeated_ids(ids, size), flags, tmp / f"ocr-{size}.log", gpu)
+                    rates.setdefault((system, size), []).append(rate)
+                    info.setdefault((system, size), []).append(ext)
+                    quality[(system, size)] = text_metrics(preds, repeated_labels(labels, size))
+                    print(f"round {r + 1}: {system}, {size} crops: {rate:.1f} crops/s, first output "
+                          f"{ext['first_output_s']} s, peak RSS {ext['peak_rss_mb']} MB", flush=True)
                 if "tesseract" in run:
-                    rate, preds = bench_tesseract(files, size, tmp, cores)
+                    read = min(size, args.tesseract_max)
+                    rate, preds = bench_tesseract(files, read, tmp, cores)
                     rates.setdefault(("tesseract", size), []).append(rate)
-                    info.setdefault(("tesseract", size), []).append({})
-                    quality[("tesseract", size)] = text_metrics(preds, repeated_labels(labels, size))
-                    print(f"round {r + 1}: tesseract, {size} crops: {rate:.1f} crops/s", flush=True)
+                    info.setdefault(("tesseract", size), []).append({"crops_read": read})
+                    quality[("tesseract", size)] = text_metrics(preds, repeated_labels(labels, read))
+                    print(f"round {r + 1}: tesseract, {size} crops" + (f" (the first {read})" if read < size else "")
+                          + f": {rate:.1f} crops/s", flush=True)
         shutil.rmtree(tmp, ignore_errors=True)  # before the context's own cleanup: outputs can be large
 
     names = {"model": f"model alone ({device}, {rec.backend if rec else '?'} {rec.precision if rec else '?'}, batch {batch_size}"
                       + (")" if gpu else f", {cores} threads)"),
              "pipeline": "jobs.ocr, whole command" + (f" (--num-gpus {args.num_gpus:g})" if gpu else ""),
+             "ceiling": "jobs.ocr, tiny model, greedy (plumbing ceiling)",
              "tesseract": f"tesseract --psm 7 ({cores} procs)"}
     rows = []
     for (system, size), v in rates.items():
@@ -321,9 +377,11 @@ def main(argv=None) -> None:
         row = {"system": system, "name": names[system], "size": size, "crops_per_s": round(statistics.median(v), 1),
                "rounds": [round(x, 1) for x in v], "exact": quality[(system, size)]["exact"],
                "metrics": quality[(system, size)], "per_round": ext}
-        if system == "pipeline":
+        if system in ("pipeline", "ceiling"):
             row["first_output_s"] = statistics.median(first) if first else None
             row["job_crops_per_s"] = statistics.median(e["job_crops_per_s"] for e in ext)
+            row["peak_rss_mb"] = max(e["peak_rss_mb"] for e in ext)
+            row["peak_pss_mb"] = max(e["peak_pss_mb"] for e in ext)
         if gpu and system != "tesseract":
             for k in ("gpu_util_mean", "gpu_util_max", "gpu_mem_peak_mib"):
                 vals = [e[k] for e in ext if e.get(k) is not None]
@@ -334,32 +392,50 @@ def main(argv=None) -> None:
         if ("pipeline", size) in rates and ("tesseract", size) in rates:
             per = [a / b for a, b in zip(rates[("pipeline", size)], rates[("tesseract", size)])]
             ratios[size] = {"per_round": [round(x, 3) for x in per], "median": round(statistics.median(per), 3)}
+    disturbed = disturbed_rounds({size: rates[("tesseract", size)] for size in sizes if ("tesseract", size) in rates})
 
     print(f"\n{args.input}: {n} crops; sizes {sizes}" + (f" (above {n}: rows repeated with fresh ids, same labels)"
                                                     if max(sizes) > n else "")
           + f"; {cores} cores; {args.rounds} round(s); median crops/s; exact from the last round")
-    head = f"{'system':48s} {'size':>7s} {'crops/s':>9s} {'exact':>6s} {'first out':>9s} {'job c/s':>8s}"
+    head = (f"{'system':48s} {'size':>7s} {'crops/s':>9s} {'exact':>6s} {'first out':>9s} {'job c/s':>8s} "
+            f"{'peak RSS':>9s} {'peak PSS':>9s}")
     print(head + (f" {'GPU% mean/max':>13s} {'peak MiB':>8s}" if gpu else "") + "   rounds")
     for row in rows:
         first, job = row.get("first_output_s"), row.get("job_crops_per_s")
         first = "-" if first is None else f"{first:.2f} s"
         job = "-" if job is None else f"{job:.1f}"
+        rss = f"{row['peak_rss_mb']} MB" if "peak_rss_mb" in row else "-"
+        pss = f"{row['peak_pss_mb']} MB" if "peak_pss_mb" in row else "-"
         line = (f"{row['name']:48s} {row['size']:7d} {row['crops_per_s']:9.1f} {row['exact']:6.3f} "
-                f"{first:>9s} {job:>8s}")
+                f"{first:>9s} {job:>8s} {rss:>9s} {pss:>9s}")
         if gpu:
             util = f"{row.get('gpu_util_mean')}/{row.get('gpu_util_max')}" if row.get("gpu_util_max") is not None else "-"
             line += f" {util:>13s} {str(row.get('gpu_mem_peak_mib') or '-'):>8s}"
-        print(line + f"   {row['rounds']}")
-    if "pipeline" in run:
-        print("first out: command start to the first part staged (target 5 s); job c/s: jobs.ocr's own "
-              "_summary.json rate (Ray start in, interpreter start, imports and exit out)")
+        read = row["per_round"][0].get("crops_read") if row["system"] == "tesseract" else None
+        print(line + f"   {row['rounds']}" + (f" (the first {read} crops)" if read and read < row["size"] else ""))
+    if "pipeline" in run or "ceiling" in run:
+        print("first out: command start to the first part staged; job c/s: jobs.ocr's own _summary.json rate (Ray "
+              "start in, interpreter start, imports and exit out); peak RSS/PSS: summed over the job's processes")
     for size, r in ratios.items():
         print(f"pipeline/tesseract at {size}: per round {r['per_round']}, median {r['median']}")
+    for r, spread in disturbed.items():
+        print(f"WARNING: round {r + 1}: Tesseract's rate moved {spread:.0%} between sizes (more than "
+              f"{DISTURBED:.0%}): the machine was disturbed in that round; rerun it")
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"input": args.input, "input_rows": n, "sizes": sizes, "rounds": args.rounds, "cores": cores,
              "num_gpus": args.num_gpus, "batch_size": batch_size, "pipeline_args": extra, "rows": rows,
-             "ratios": {str(k): v for k, v in ratios.items()}}, indent=2))
+             "ratios": {str(k): v for k, v in ratios.items()},
+             "disturbed_rounds": [r + 1 for r in disturbed]}, indent=2))
+
+
+def disturbed_rounds(tesseract: dict[int, list[float]]) -> dict[int, float]:
+    """Rounds (0-based) whose Tesseract rate, size -> [crops/s per round], moves more than DISTURBED between sizes:
+    max / min - 1 of that round's rates."""
+    rounds = min((len(v) for v in tesseract.values()), default=0)
+    spread = {r: max(v[r] for v in tesseract.values()) / min(v[r] for v in tesseract.values()) - 1
+              for r in range(rounds)}
+    return {r: s for r, s in spread.items() if s > DISTURBED}
 
 
 def _to_png(b: bytes) -> bytes:
