@@ -67,3 +67,64 @@ def test_gpu_stages_runs_every_stage_on_cpu(tmp_path):
     rates = got["results"]["fp32/batch 16"]
     assert set(rates) == {"pad", "copy", "forward", "greedy_decode", "lexicon_decode", "read_greedy"}
     assert all(v > 0 for v in rates.values())
+
+
+def test_disturbed_rounds_flags_a_tesseract_rate_that_moves_with_size():
+    # round 1 steady (454 vs 470: 3.5%), round 2 disturbed (512 vs 272: 88%)
+    got = benchmark.disturbed_rounds({8650: [454.0, 512.0], 100_000: [470.0, 272.0]})
+    assert list(got) == [1] and abs(got[1] - (512 / 272 - 1)) < 1e-9
+    assert benchmark.disturbed_rounds({8650: [500.0]}) == {}          # one size: nothing to compare
+    assert benchmark.disturbed_rounds({}) == {}
+
+
+def test_tiny_model_is_a_real_checkpoint_of_the_shipped_charset(tmp_path):
+    from crnn.checkpoint import load_checkpoint
+
+    model, charset, meta = load_checkpoint(benchmark.tiny_model(tmp_path / "tiny.pt"))
+    assert sum(p.numel() for p in model.parameters()) == 2092
+    assert charset.symbols == load_checkpoint()[1].symbols
+    assert meta["name"] == "benchmark-tiny"
+
+
+def test_session_memory_sums_the_processes_of_a_session():
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(64 << 20); time.sleep(30)"],
+                            start_new_session=True)
+    try:
+        mem = benchmark.SessionMemory(proc.pid, period=0.0)
+        deadline = __import__("time").time() + 20
+        while mem.peak_rss_kib < 64 << 10 and __import__("time").time() < deadline:
+            mem.sample()
+        assert mem.peak_rss_kib >= 64 << 10                     # the child's 64 MiB, at least
+        assert 0 < mem.peak_pss_kib <= mem.peak_rss_kib + 1024
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_tesseract_max_must_be_positive():
+    assert benchmark.parse_args(["--tesseract-max", "500"]).tesseract_max == 500
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--tesseract-max", "0"])
+
+
+def test_tesseract_processes_run_together_whatever_their_output(tmp_path, monkeypatch):
+    """A fake `tesseract` writes ~200 KB (more than a pipe holds), then waits until every process has written
+    its output: processes run one after the other (a pipe read only once the one before it ends) never get
+    there."""
+    fake = tmp_path / "bin" / "tesseract"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\n"
+                    "while read f; do printf '%s\\f' \"$(basename \"$f\" .png)$(printf '%0190d' 0)\"; done < \"$1\"\n"
+                    "touch \"$1.written\"; i=0\n"
+                    f"while [ $(ls {tmp_path}/*.written 2>/dev/null | wc -l) -lt 2 ]; do i=$((i+1)); "
+                    f"if [ $i -gt 100 ]; then touch {tmp_path}/timed-out; exit 0; fi; sleep 0.1; done\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{__import__('os').environ['PATH']}")
+    files = [tmp_path / f"{i:04d}.png" for i in range(1000)]
+    rate, preds = benchmark.bench_tesseract(files, 2000, tmp_path, procs=2)
+    assert not (tmp_path / "timed-out").exists()
+    assert len(preds) == 2000 and [p[:4] for p in preds[:3]] == ["0000", "0001", "0002"]
+    assert preds[1000][:4] == "0000" and rate > 0
