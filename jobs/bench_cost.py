@@ -44,7 +44,10 @@ from jobs.bench_memory import _role, _session
 from jobs.benchmark import tiny_model, write_sized_input
 
 CLOCK = os.sysconf("SC_CLK_TCK")
-ROLES = ("model actors", "task workers", "driver", "ray services")   # `jobs.bench_memory._role`'s, most specific first
+# `jobs.bench_memory._role`'s roles, the most specific first: a worker process is titled `default_worker.py ...`
+# at its start, `ray::IDLE` between tasks, then what it runs (a task, a model actor, one of Ray Data's helper
+# actors); it keeps the most specific role it was seen in (titles change again at exit)
+ROLES = ("model actors", "ray services", "task workers", "driver")
 
 
 def _timed(fn, n: int, repeat: int = 1) -> tuple[float, object]:
@@ -164,9 +167,9 @@ def job_costs(input_dir: Path, out_dir: Path, extra: list[str], profile_s: float
     while proc.poll() is None:
         for pid, command in _session(proc.pid).items():
             s = _cpu_s(pid)
-            if s is not None:   # a process keeps the most specific role it was seen in (titles change at exit)
-                role = min(_role(command), cpu.get(pid, ("ray services",))[0], key=ROLES.index)
-                cpu[pid] = (role, s)
+            if s is not None:
+                role = "task workers" if "default_worker.py" in command else _role(command)
+                cpu[pid] = (min(role, cpu.get(pid, (role,))[0], key=ROLES.index), s)
         if profile_s and not profiled:
             actors = [p for p, (r, _) in cpu.items() if r == "model actors"]
             if actors and time.perf_counter() - t0 > 20:   # past the start-up: the actors read
@@ -177,9 +180,12 @@ def job_costs(input_dir: Path, out_dir: Path, extra: list[str], profile_s: float
     if proc.returncode:
         sys.exit(f"error: jobs.ocr failed (exit {proc.returncode}):\n" + "\n".join(text.splitlines()[-20:]))
     by_role: dict[str, float] = {}
+    processes: dict[str, int] = {}
     for role, s in cpu.values():
         by_role[role] = by_role.get(role, 0.0) + s
+        processes[role] = processes.get(role, 0) + 1
     return {"wall_s": round(wall, 2), "cpu_s_by_role": {k: round(v, 2) for k, v in sorted(by_role.items())},
+            "processes_by_role": dict(sorted(processes.items())),
             "operators": parse_stats(text), "actor_profile": profiled}
 
 
@@ -238,7 +244,8 @@ def main(argv=None) -> int:
               f"{args.size / job['wall_s']:.0f} crops/s; CPU {total:.1f} s of {job['wall_s'] * (os.cpu_count() or 1):.0f}"
               f" available ({total / args.size * 1e6:.0f} us a crop)")
         for role, s in job["cpu_s_by_role"].items():
-            print(f"  {role:55s} {s:8.1f} s  {s / args.size * 1e6:7.0f} us a crop")
+            print(f"  {role + ' (' + str(job['processes_by_role'][role]) + ' processes)':55s} {s:8.1f} s  "
+                  f"{s / args.size * 1e6:7.0f} us a crop")
         print("Ray Data operators (remote CPU, their tasks' own work):")
         for op in job["operators"]:
             cpu_s = op["remote_cpu_s"] or 0.0
