@@ -9,6 +9,10 @@ about half as well (MODEL_HISTORY.md, "Confidence").
 
 `lexicon_beam_decode` also weighs an English word prior (`crnn.lexicon`) into the choice of the text,
 but not into its confidence: that stays P(text | crop).
+
+`greedy_decode` and `lexicon_beam_decode` take torch tensors (on any device: on a GPU the argmax, the
+collapse and the CTC scoring run there, and only the texts' indices and scores come back) or numpy arrays
+(what ONNX Runtime returns), decoded without PyTorch: a model actor on the ONNX backend never imports it.
 """
 
 from __future__ import annotations
@@ -17,27 +21,103 @@ import heapq
 import math
 
 import numpy as np
-import torch
-from torch.nn import functional as F
 
 from crnn.charset import BLANK, Charset
 
 
-def greedy_decode(logits: torch.Tensor, lengths: torch.Tensor | None, charset: Charset) -> list[tuple[str, float]]:
+def greedy_decode(logits, lengths, charset: Charset) -> list[tuple[str, float]]:
     """Best path decoding of a whole batch at once.
 
     Args:
-        logits: (T, B, C) unnormalised scores (or log-probabilities).
-        lengths: (B,) valid frames per crop (frames past it are padding); None means all T.
+        logits: (T, B, C) unnormalised scores (or log-probabilities), a torch tensor or a numpy array.
+        lengths: (B,) valid frames per crop (frames past it are padding), tensor or array; None means all T.
         charset: maps class ids to symbols.
     Returns:
         One (text, confidence) per crop.
     """
+    if isinstance(logits, np.ndarray):
+        return _greedy_np(log_softmax(logits), _lengths(lengths, logits), charset)
     return _greedy(logits.float().log_softmax(-1), lengths, charset)
 
 
-def _greedy(log_probs: torch.Tensor, lengths: torch.Tensor | None, charset: Charset) -> list[tuple[str, float]]:
-    """`greedy_decode` of (T, B, C) log-probabilities."""
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """log_softmax over the last axis, float32."""
+    x = logits.astype(np.float32, copy=False)
+    shifted = x - x.max(-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+
+
+def _lengths(lengths, log_probs: np.ndarray) -> np.ndarray:
+    T, B = log_probs.shape[:2]
+    return np.full(B, T, np.int64) if lengths is None else np.asarray(lengths, np.int64).reshape(B)
+
+
+def ctc_log_likelihood(log_probs: np.ndarray, targets: list, lengths: np.ndarray) -> np.ndarray:
+    """log P(target | frames) of each column, summed over all its CTC alignments (what `torch.nn.CTCLoss`
+    computes, negated), by the forward algorithm in float64, all columns at once.
+
+    Args:
+        log_probs: (T, B, C) log-probabilities.
+        targets: B sequences of class ids (no blanks).
+        lengths: (B,) valid frames of each column.
+    Returns:
+        (B,) float64; -inf where the target cannot be read in its frames.
+    """
+    T, B, _ = log_probs.shape
+    n = np.array([len(t) for t in targets], np.int64)
+    S = 2 * int(n.max(initial=0)) + 1                             # states: blank, symbol, blank, ...
+    ext = np.full((B, S), BLANK, np.int64)
+    for b, t in enumerate(targets):
+        ext[b, 1:2 * len(t):2] = t
+    steps = min(T, int(lengths.max(initial=0)))
+    # Probabilities, not logs, rescaled to sum to 1 at every frame (Graves et al. 2006): the scales' logs add up
+    # to the likelihood, and the recursion needs only sums and products. Each state's probability at every
+    # frame, 0 past a column's own states, so that nothing reaches them:
+    emit = np.exp(log_probs[:steps, np.arange(B)[:, None], ext].astype(np.float64))   # (steps, B, S)
+    emit[:, np.arange(S)[None, :] >= (2 * n + 1)[:, None]] = 0.0
+    skip = np.zeros((B, S))                                       # s-2 -> s only between two different symbols
+    skip[:, 2:][(ext[:, 2:] != BLANK) & (ext[:, 2:] != ext[:, :-2])] = 1.0
+    alpha = np.zeros((B, S))
+    one, two = alpha.copy(), alpha.copy()
+    log_scale = np.zeros(B)
+    with np.errstate(divide="ignore", invalid="ignore"):         # a column no path reaches: scale 0, log -inf
+        for t in range(steps):
+            if t:
+                one[:, 1:] = alpha[:, :-1]
+                two[:, 2:] = alpha[:, :-2]
+                step = (alpha + one + two * skip) * emit[t]
+            else:
+                step = np.zeros((B, S))
+                step[:, :2] = emit[0, :, :2]
+            active = t < lengths
+            scale = step.sum(1)
+            alpha = np.where(active[:, None], step / scale[:, None], alpha)
+            log_scale += np.where(active, np.log(scale), 0.0)
+        cols = np.arange(B)
+        end = alpha[cols, 2 * n] + np.where(n > 0, alpha[cols, np.maximum(2 * n - 1, 0)], 0.0)
+        ll = log_scale + np.log(end)
+    ll = np.where(np.isnan(ll), -np.inf, ll)
+    return np.where(lengths > 0, ll, np.where(n == 0, 0.0, -np.inf))
+
+
+def _greedy_np(log_probs: np.ndarray, lengths: np.ndarray, charset: Charset) -> list[tuple[str, float]]:
+    """`greedy_decode` of (T, B, C) numpy log-probabilities."""
+    best = log_probs.argmax(-1)                                   # (T, B)
+    T, B = best.shape
+    valid = np.arange(T)[:, None] < lengths[None, :]
+    prev = np.concatenate([np.full((1, B), BLANK), best[:-1]])
+    keep = ((best != BLANK) & (best != prev) & valid).T           # (B, T)
+    targets = [row[k] for row, k in zip(best.T, keep)]
+    scores = np.clip(np.exp(ctc_log_likelihood(log_probs, targets, lengths)), 0.0, 1.0)
+    symbols = np.array(list(" " + charset.symbols))               # index 0 (blank) is never kept
+    return [("".join(symbols[t]), float(p)) for t, p in zip(targets, scores)]
+
+
+def _greedy(log_probs, lengths, charset: Charset) -> list[tuple[str, float]]:
+    """`greedy_decode` of (T, B, C) torch log-probabilities."""
+    import torch
+    from torch.nn import functional as F
+
     best = log_probs.argmax(-1)                                   # (T, B)
     T, B = best.shape
     lengths = torch.full((B,), T, dtype=torch.long) if lengths is None else lengths.long().cpu()
@@ -52,13 +132,13 @@ def _greedy(log_probs: torch.Tensor, lengths: torch.Tensor | None, charset: Char
     return [("".join(symbols[best[b][keep[b]]]), float(scores[b])) for b in range(B)]
 
 
-def beam_search_decode(logits: torch.Tensor, lengths: torch.Tensor | None, charset: Charset,
-                       beam_width: int = 8) -> list[tuple[str, float]]:
+def beam_search_decode(logits, lengths, charset: Charset, beam_width: int = 8) -> list[tuple[str, float]]:
     """CTC prefix beam search (sums over alignments; slower, rarely better than greedy without a language model).
 
     Returns one (text, probability of that text under the model) per crop.
     """
-    log_probs = logits.float().log_softmax(-1).cpu().numpy()     # (T, B, C)
+    log_probs = (log_softmax(logits) if isinstance(logits, np.ndarray)
+                 else logits.float().log_softmax(-1).cpu().numpy())     # (T, B, C)
     T, B, _ = log_probs.shape
     out = []
     for b in range(B):
@@ -162,7 +242,7 @@ def _fused_beam(lp: np.ndarray, symbols: str, prior, beam_width: int, alpha: flo
     return heapq.nlargest(n_best, final, key=final.get)
 
 
-def lexicon_beam_decode(logits: torch.Tensor, lengths: torch.Tensor | None, charset: Charset, prior, *,
+def lexicon_beam_decode(logits, lengths, charset: Charset, prior, *,
                         alpha: float = 0.3, gate: float = 0.9, beam_width: int = 12, n_best: int = 4,
                         min_prob: float = 1e-3, blank_skip: float = 0.999) -> list[tuple[str, float]]:
     """Greedy decoding, and for the unsure crops a CTC prefix beam search fused with a word prior.
@@ -186,14 +266,20 @@ def lexicon_beam_decode(logits: torch.Tensor, lengths: torch.Tensor | None, char
         left out, as from `greedy_decode`.
     """
     T, B = logits.shape[:2]
-    lengths = torch.full((B,), T, dtype=torch.long) if lengths is None else lengths.long().cpu()
-    all_log_probs = logits.float().log_softmax(-1)
-    out = _greedy(all_log_probs, lengths, charset)
+    if isinstance(logits, np.ndarray):
+        lengths = _lengths(lengths, logits)
+        all_log_probs = log_softmax(logits)
+        out = _greedy_np(all_log_probs, lengths, charset)
+    else:
+        import torch
+        lengths = torch.full((B,), T, dtype=torch.long) if lengths is None else lengths.long().cpu()
+        all_log_probs = logits.float().log_softmax(-1)
+        out = _greedy(all_log_probs, lengths, charset)
     unsure = [b for b, (_, score) in enumerate(out) if score < gate]
     if not unsure:
         return out
     log_probs = all_log_probs[:, unsure]                      # (T, U, C)
-    lp = log_probs.cpu().numpy()
+    lp = log_probs if isinstance(log_probs, np.ndarray) else log_probs.cpu().numpy()
     symbols = " " + charset.symbols                           # index 0 (blank) is never emitted
     cands: list[list[str]] = []
     for u, b in enumerate(unsure):
@@ -208,6 +294,11 @@ def lexicon_beam_decode(logits: torch.Tensor, lengths: torch.Tensor | None, char
     ctc: list[float] = []
     for s in range(0, len(flat), 256):
         part, at = flat[s:s + 256], cols[s:s + 256]
+        if isinstance(log_probs, np.ndarray):
+            ctc += ctc_log_likelihood(log_probs[:, at], [[index[c] for c in t] for t in part], frames[at]).tolist()
+            continue
+        import torch
+        from torch.nn import functional as F
         targets = torch.tensor([index[c] for t in part for c in t], dtype=torch.long, device=log_probs.device)
         nll = F.ctc_loss(log_probs[:, at], targets, frames[at], torch.tensor([len(t) for t in part]),
                          blank=BLANK, reduction="none")

@@ -21,10 +21,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from crnn.image import pad_batch
-from crnn.model import CRNN
 
 ONNX_OPSET = 17
 PRECISIONS = ("int8", "fp32")   # what onnx_session builds (`Recognizer` checks the precision asked for)
@@ -41,14 +39,24 @@ CALIBRATION_CROPS = Path(__file__).parent / "weights" / "calibration_crops.npz"
 STATIC_OPS = ("Conv", "Relu")
 
 
-def onnx_session(model, threads: int, precision: str = "int8"):
-    """An ONNX Runtime CPU session computing `model`'s logits: input "x" (B, 1, 32, W) float32 in [-1, 1],
-    output "logits" (T, B, C), batch and width dynamic.
+# uint8 pixel -> the model's input, the values `CRNN.prepare` computes (x / 127.5 - 1 in float32), as a table
+INPUT_SCALE = np.arange(256, dtype=np.float32) / np.float32(127.5) - np.float32(1.0)
 
-    The model (export ~1 s, int8 calibration ~3 s more) is cached in $XDG_CACHE_HOME or ~/.cache, under
-    crnn-ocr/onnx/, by a hash of the weights, config, precision, opset, calibration crops and the torch and
-    ONNX Runtime versions; where the cache cannot be written it is used from memory.
+
+def onnx_session(model, threads: int, precision: str = "int8"):
+    """An ONNX Runtime CPU session computing `model`'s logits: `session(onnx_model(model, precision), threads)`."""
+    return session(onnx_model(model, precision), threads)
+
+
+def onnx_model(model, precision: str = "int8") -> bytes:
+    """`model` (a `CRNN`) as an ONNX model, input "x" (B, 1, 32, W) float32 in [-1, 1], output "logits" (T, B, C),
+    batch and width dynamic: exported (~1 s), and for int8 quantised (~3 s more; `quantize_int8`).
+
+    Cached in $XDG_CACHE_HOME or ~/.cache, under crnn-ocr/onnx/, by a hash of the weights, config, precision,
+    opset, calibration crops and the torch and ONNX Runtime versions; where the cache cannot be written it is
+    built anew each time.
     """
+    import torch
     try:
         import onnxruntime as ort
     except ImportError:
@@ -63,18 +71,28 @@ def onnx_session(model, threads: int, precision: str = "int8"):
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "crnn-ocr" / "onnx"
     path = cache / f"{h.hexdigest()[:32]}.onnx"
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError:
-        data = export_onnx(model)
-        if precision == "int8":
-            data = quantize_int8(data, calibration_crops())
-        try:
-            cache.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(data)
-            tmp.replace(path)            # atomic: a concurrent actor reads a whole file or none
-        except OSError:
-            pass
+        pass
+    data = export_onnx(model)
+    if precision == "int8":
+        data = quantize_int8(data, calibration_crops())
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)            # atomic: a concurrent reader reads a whole file or none
+    except OSError:
+        pass
+    return data
+
+
+def session(model: bytes, threads: int):
+    """An ONNX Runtime CPU session of an ONNX model's bytes (`onnx_model`), `threads` threads; no PyTorch."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ImportError(ONNX_MISSING) from None
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads
@@ -83,11 +101,17 @@ def onnx_session(model, threads: int, precision: str = "int8"):
     # No spin-waiting between runs: the decoder and the pipeline's preprocessing need those cores (as fast, or
     # faster, in issue 20's interleaved rounds)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def model_input(batch: np.ndarray) -> np.ndarray:
+    """A padded uint8 batch (B, 32, W) -> the session's input (B, 1, 32, W) float32, as `CRNN.prepare` makes it."""
+    return INPUT_SCALE[batch[:, None]]
 
 
 def export_onnx(model) -> bytes:
     """The fp32 model as ONNX bytes (TorchScript exporter), batch and width dynamic."""
+    import torch
     try:
         import onnx  # noqa: F401  (torch's exporter needs it)
     except ImportError:
@@ -126,7 +150,7 @@ def quantize_int8(fp32: bytes, crops: list[np.ndarray], batch_size: int = 64) ->
     feeds = []
     for start in range(0, len(crops), batch_size):
         batch, _ = pad_batch([crops[i] for i in order[start:start + batch_size]])
-        feeds.append({"x": CRNN.prepare(torch.from_numpy(batch)).numpy()})   # the model's own input
+        feeds.append({"x": model_input(batch)})   # the model's own input
 
     class Feeds(CalibrationDataReader):
         def __init__(self):

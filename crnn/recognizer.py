@@ -8,19 +8,21 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
-from crnn.checkpoint import load_checkpoint
+from crnn import onnx_backend
 from crnn.decoding import beam_search_decode, greedy_decode, lexicon_beam_decode
 from crnn.image import ImageSpec, normalize_crop, pad_batch, turned_crop
 from crnn.lexicon import load_prior
 from crnn.onnx_backend import PRECISIONS as ONNX_PRECISIONS
-from crnn.onnx_backend import onnx_session
+
+# PyTorch is imported where backend "torch" needs it: a Recognizer on backend "onnx" built from an ONNX model
+# (`onnx_model`) reads without it, and a model actor that imports none starts a second sooner and smaller.
 
 DECODERS = ("lexicon", "greedy", "beam")
 BACKENDS = ("torch", "onnx")
@@ -48,19 +50,27 @@ class Recognizer:
             CPU (`crnn.onnx_backend`), int8 (convolutions and ReLUs calibrated on fixed synthetic crops, the
             BiLSTM and head dynamically quantised: 1.5x torch bf16 and 2.6x ONNX fp32 on a 2-core AVX-512 VNNI
             CPU, greedy, 2 threads; readings within noise of torch's on the validation splits) or fp32
-            (torch's readings; 1.2x torch fp32 on a 2-core AVX2 CPU). Built from the weights at load and cached in the user cache dir. CPU only.
-        threads: with backend "onnx": ONNX Runtime's threads (None: torch's thread count at load).
+            (torch's readings). Built from the weights at load (`crnn.onnx_backend.onnx_model`) and cached in
+            the user cache dir, or given built (`onnx_model`). CPU only; `device` is then the string "cpu".
+        threads: with backend "onnx": ONNX Runtime's threads (None: torch's thread count at load, or the
+            machine's CPUs where the model comes as `onnx_model`).
+        onnx_model: with backend "onnx", the model as ONNX Runtime reads it (`onnx_backend.onnx_model`'s bytes,
+            of the precision given); `model` may then be None, and PyTorch is not imported.
     """
 
     def __init__(self, model, charset, meta: dict, *, device: str | None = None,
                  precision: str | None = None, decoder: str = "lexicon", spec: ImageSpec = ImageSpec(),
                  max_columns: int | None = None, decoder_options: dict | None = None, prepare_model: bool = True,
-                 backend: str = "torch", threads: int | None = None):
+                 backend: str = "torch", threads: int | None = None, onnx_model: bytes | None = None):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-        self.device = torch.device(device or ("cpu" if backend == "onnx" or not torch.cuda.is_available() else "cuda"))
-        if backend == "onnx" and self.device.type != "cpu":
-            raise ValueError(f"backend onnx runs on the CPU only, got device {str(self.device)!r}")
+        if backend == "onnx":
+            if str(device or "cpu") != "cpu":
+                raise ValueError(f"backend onnx runs on the CPU only, got device {str(device)!r}")
+            self.device = "cpu"
+        else:
+            import torch
+            self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.precision = precision or ("int8" if backend == "onnx" else default_precision(self.device))
         if self.precision not in ("bf16", "fp16", "fp32", "int8"):
             raise ValueError(f"precision must be bf16, fp16, fp32 or int8, got {self.precision!r}")
@@ -72,20 +82,28 @@ class Recognizer:
             raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
         self.decoder, self.decoder_options = decoder, dict(decoder_options or {})
         self.prior = load_prior() if decoder == "lexicon" else None
-        self.max_columns = max_columns or (4 if self.device.type == "cuda" else 1) * 128 * 1024
+        self.max_columns = max_columns or (4 if str(self.device).startswith("cuda") else 1) * 128 * 1024
         self.charset, self.meta, self.spec = charset, meta, spec
         self.backend = backend
         self.channels_last = prepare_model and backend == "torch"
         if backend == "onnx":
-            self.model = model.eval() if prepare_model else model
-            self._session = onnx_session(self.model, threads or torch.get_num_threads(), self.precision)
+            self.model = model.eval() if prepare_model and model is not None else model
+            if onnx_model is None:
+                if model is None:
+                    raise ValueError("backend onnx needs the model or its ONNX build (onnx_model)")
+                import torch
+                threads = threads or torch.get_num_threads()
+                onnx_model = onnx_backend.onnx_model(self.model, self.precision)
+            self._session = onnx_backend.session(onnx_model, threads or os.cpu_count() or 1)
         else:
+            import torch
             self.model = (model.eval().fold_batchnorm().to(self.device, memory_format=torch.channels_last)
                           if prepare_model else model)
 
     @classmethod
     def load(cls, path: str | Path | None = None, **kwargs) -> "Recognizer":
         """Load a checkpoint file (None: the shipped default model)."""
+        from crnn.checkpoint import load_checkpoint
         return cls(*load_checkpoint(path), **kwargs)
 
     @classmethod
@@ -101,12 +119,12 @@ class Recognizer:
         return f"{self.meta['name']}:{self.meta['version']}"
 
     def _autocast(self):
+        import torch
         if self.precision == "fp32":
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
-    @torch.inference_mode()
     def predict_padded(self, batch: np.ndarray, widths: np.ndarray) -> list[tuple[str, float]]:
         """Recognise a padded batch.
 
@@ -120,26 +138,38 @@ class Recognizer:
         if len(batch) > rows:
             return [r for i in range(0, len(batch), rows)
                     for r in self.predict_padded(batch[i:i + rows], widths[i:i + rows])]
-        logits = self._forward(self._model_input(batch))
-        lengths = self.model.frames(torch.from_numpy(np.asarray(widths)))
+        if self.backend == "onnx":   # numpy from end to end
+            logits = self._forward(self._model_input(batch))
+            # each crop's frames (`CRNN.frames`: width // 4), from the logits' own length for the batch's width
+            return self._decode(logits, np.asarray(widths) * logits.shape[0] // batch.shape[2])
+        import torch
+        with torch.inference_mode():
+            logits = self._forward(self._model_input(batch))
+            return self._decode(logits, self.model.frames(torch.from_numpy(np.asarray(widths))))
+
+    def _decode(self, logits, lengths) -> list[tuple[str, float]]:
         if self.decoder == "lexicon":
             return lexicon_beam_decode(logits, lengths, self.charset, self.prior, **self.decoder_options)
         if self.decoder == "beam":
             return beam_search_decode(logits, lengths, self.charset, **self.decoder_options)
         return greedy_decode(logits, lengths, self.charset)
 
-    def _model_input(self, batch: np.ndarray) -> torch.Tensor:
-        """A padded uint8 batch (B, 32, W) -> the model's input (B, 1, 32, W) on its device, as it runs best."""
+    def _model_input(self, batch: np.ndarray):
+        """A padded uint8 batch (B, 32, W) -> the model's input (B, 1, 32, W) on its device, as it runs best
+        (with backend onnx: a numpy array)."""
+        if self.backend == "onnx":
+            return onnx_backend.model_input(batch)
+        import torch
         x = torch.from_numpy(batch)
         if self.device.type == "cuda":   # page-locked, so the copy is one DMA that does not block this thread
             x = x.pin_memory()
         x = self.model.prepare(x.to(self.device, non_blocking=True))
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The model's input (B, 1, 32, W) -> logits (T, B, C), by the backend."""
+    def _forward(self, x):
+        """The model's input (B, 1, 32, W) -> logits (T, B, C), by the backend (onnx: numpy arrays)."""
         if self.backend == "onnx":
-            return torch.from_numpy(self._session.run(None, {"x": x.contiguous().numpy()})[0])
+            return self._session.run(None, {"x": x})[0]
         with self._autocast():
             return self.model(x)
 
@@ -180,10 +210,11 @@ class Recognizer:
         return results
 
 
-def default_precision(device: torch.device) -> str:
+def default_precision(device) -> str:
     """bf16 where the hardware computes in it: CUDA, and CPUs whose oneDNN has bf16 kernels (AVX-512 and
     newer); fp32 on other CPUs, where bf16 autocast is emulated: on an AVX2-only CPU the default model
     read 7 crops/s in bf16 against 110 in fp32 (batches of 128 crops of width 160, 2 threads)."""
+    import torch
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     try:

@@ -9,8 +9,8 @@ import os
 
 import numpy as np
 import pyarrow as pa
-import torch
 
+from crnn.charset import Charset
 from crnn.recognizer import Recognizer
 from pipeline.batch import batch_crops
 from pipeline.schema import ERROR, INTERNAL_COLUMNS, MODEL, OUTPUT_COLUMNS, PIXELS, SCORE, TEXT, WIDTH
@@ -30,25 +30,36 @@ class CRNNPredictor:
         model_path: checkpoint file, None for the shipped default.
         device: None picks CUDA when the actor was given a GPU, else CPU.
         precision, decoder, backend: see `Recognizer` ("torch" or "onnx": what computes the logits).
-        threads: torch CPU threads per actor (0 leaves torch's default); with backend "onnx" also ONNX
-            Runtime's.
+        threads: torch CPU threads per actor (0 leaves torch's default); with backend "onnx" ONNX Runtime's.
         journal_dir: node-local folder for the crash journal (one per run); None: no isolation.
+        onnx: with backend "onnx", the model built by the driver, {"model": ONNX bytes (`onnx_backend.onnx_model`),
+            "charset": the charset's symbols, "meta": the checkpoint's metadata}: the actor then reads
+            without PyTorch (neither imported nor the ONNX model built again, by every actor); None: built
+            here from `model_path`.
     """
 
     def __init__(self, model_path: str | None = None, device: str | None = None, precision: str | None = None,
-                 decoder: str = "lexicon", threads: int = 0, journal_dir: str | None = None, backend: str = "torch"):
-        self.threads = threads
+                 decoder: str = "lexicon", threads: int = 0, journal_dir: str | None = None, backend: str = "torch",
+                 onnx: dict | None = None):
+        self.threads = threads if backend == "torch" else 0
         self.release_memory = FreedMemoryRelease()
-        self.recognizer = Recognizer.load(model_path, device=device, precision=precision, decoder=decoder,
-                                          backend=backend, threads=threads or None)
+        if onnx is not None and backend == "onnx":
+            self.recognizer = Recognizer(None, Charset(onnx["charset"]), onnx["meta"], device=device,
+                                         precision=precision, decoder=decoder, backend=backend,
+                                         threads=threads or None, onnx_model=onnx["model"])
+        else:
+            self.recognizer = Recognizer.load(model_path, device=device, precision=precision, decoder=decoder,
+                                              backend=backend, threads=threads or None)
         self.model_id = self.recognizer.model_id
         self.journal = CrashJournal(journal_dir) if journal_dir else None
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        if self.threads and torch.get_num_threads() != self.threads:
-            # Checked here, not set in __init__: Ray Data may call the UDF on another thread than the
-            # constructor's, and OpenMP's thread count belongs to the calling thread.
-            torch.set_num_threads(self.threads)
+        if self.threads:   # backend torch
+            import torch
+            if torch.get_num_threads() != self.threads:
+                # Checked here, not set in __init__: Ray Data may call the UDF on another thread than the
+                # constructor's, and OpenMP's thread count belongs to the calling thread.
+                torch.set_num_threads(self.threads)
         texts = np.full(batch.num_rows, None, dtype=object)
         scores = np.zeros(batch.num_rows, np.float32)
         ok = batch.column(WIDTH).to_numpy() > 0

@@ -19,7 +19,7 @@ import ray
 
 from crnn.checkpoint import CheckpointError, load_checkpoint
 from crnn.image import ImageSpec
-from crnn.onnx_backend import ONNX_MISSING
+from crnn.onnx_backend import ONNX_MISSING, onnx_model
 from crnn.recognizer import BACKENDS, DECODERS
 from pipeline.backpressure import bound_run_ahead
 from pipeline.batch import sort_by_width
@@ -105,7 +105,7 @@ def run_ocr(opts: OcrOptions) -> dict:
     """Run the job to completion and return its summary; raises UserError for user mistakes."""
     t0 = time.time()
     try:
-        _, _, meta = load_checkpoint(opts.model)
+        model, charset, meta = load_checkpoint(opts.model)
     except CheckpointError as e:
         raise UserError(str(e)) from None
     model_id = f"{meta['name']}:{meta['version']}"
@@ -122,9 +122,14 @@ def run_ocr(opts: OcrOptions) -> dict:
         if rows_in == 0:  # nothing to read: an empty, complete output, without starting Ray or the model
             schema = _empty_schema(src_store, source, opts.image_column)
             return writer.write(schema, lambda staged: _summary(opts, staged, 0, out_id, model_id, t0))
+        onnx = None
+        if resolve_backend(opts.backend, opts.num_gpus) == "onnx":
+            # Built here, once (cached per model), not by every actor, which then reads without PyTorch
+            onnx = {"model": onnx_model(model, opts.precision or "int8"), "charset": charset.symbols, "meta": meta}
+        del model
         _init_ray(opts)
         journal_dir = os.path.join(tempfile.gettempdir(), f"crnn-ocr-journal-{uuid.uuid4().hex[:12]}")
-        rows = lambda done: _dataset(opts, src_store, source, out_id, rows_in, done, journal_dir)
+        rows = lambda done: _dataset(opts, src_store, source, out_id, rows_in, done, journal_dir, onnx)
         try:
             with without_false_alarms():  # entered after ray.init: Ray's processes must not inherit the filter
                 return writer.write(rows, lambda staged: _summary(opts, staged, rows_in, out_id, model_id, t0),
@@ -165,9 +170,9 @@ def _init_ray(opts: OcrOptions) -> None:
 
 
 def _dataset(opts: OcrOptions, store: Storage, source: Source, out_id: str | None, rows_in: int,
-             done: pa.Array, journal_dir: str) -> ray.data.Dataset:
+             done: pa.Array, journal_dir: str, onnx: dict | None = None) -> ray.data.Dataset:
     """The streaming Dataset of the output rows still to do (`done`: the ids of `out_id` an earlier run staged):
-    read -> preprocess -> batch -> predict."""
+    read -> preprocess -> batch -> predict (`onnx`: the model built for the ONNX backend, see CRNNPredictor)."""
     ds = read_crops(store, source, opts.image_column)
     clashes = [c for c in source.columns if c in OUTPUT_COLUMNS]
     if clashes:  # the input's own `text` (a label, say) must survive next to the prediction
@@ -198,7 +203,8 @@ def _dataset(opts: OcrOptions, store: Storage, source: Source, out_id: str | Non
         ds = ds.map_batches(
             CRNNPredictor,
             fn_constructor_kwargs={"model_path": opts.model, "precision": opts.precision, "decoder": opts.decoder,
-                                   "backend": resolve_backend(opts.backend, opts.num_gpus), "threads": pool.threads, "journal_dir": journal_dir},
+                                   "backend": resolve_backend(opts.backend, opts.num_gpus), "threads": pool.threads,
+                                   "journal_dir": journal_dir, "onnx": onnx},
             batch_size=pool.batch_size, batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=pool.actors, enable_true_multi_threading=pool.true_multi_threading),
             num_gpus=pool.num_gpus, num_cpus=pool.num_cpus,

@@ -323,3 +323,47 @@ def test_lexicon_many_unsure_crops_in_one_batch(prior):
     assert [t for t, _ in out] == [t for t, _ in alone] * 60
     assert [s for _, s in out] == pytest.approx([s for _, s in alone] * 60, rel=1e-5)
     assert alone[0][0] == "the"
+
+
+# --- the numpy path (ONNX Runtime's logits, no PyTorch) ---------------------------------------------------
+
+def test_ctc_log_likelihood_is_torch_ctc_loss():
+    """Random frames and targets: repeats, targets too long for their frames (-inf), no frames, no target."""
+    import numpy as np
+
+    from crnn.decoding import ctc_log_likelihood
+
+    rng = np.random.default_rng(0)
+    for trial in range(150):
+        T, B, C = int(rng.integers(1, 30)), int(rng.integers(1, 5)), 6
+        lp = (torch.randn(T, B, C, dtype=torch.float64) * 3).log_softmax(-1)
+        lengths = rng.integers(0, T + 1, B)
+        targets = [rng.integers(1, C, int(rng.integers(0, min(8, T) + 1))).tolist() for _ in range(B)]
+        if trial % 3 == 0:
+            targets = [t[:1] * 2 + t[2:] if len(t) > 1 else t for t in targets]
+        got = ctc_log_likelihood(lp.numpy(), targets, lengths)
+        want = -F.ctc_loss(lp, torch.tensor([c for t in targets for c in t], dtype=torch.long), torch.tensor(lengths),
+                           torch.tensor([len(t) for t in targets]), blank=0, reduction="none").numpy()
+        assert np.array_equal(np.isinf(got), np.isinf(want)), (trial, got, want)
+        assert np.allclose(got[~np.isinf(got)], want[~np.isinf(want)], rtol=1e-9, atol=1e-9), (trial, got, want)
+
+
+@pytest.mark.parametrize("decoder", ["greedy", "lexicon", "beam"])
+def test_numpy_logits_decode_as_torch_logits(decoder):
+    """The same logits as a numpy array (ONNX Runtime's) or a tensor: the same texts, scores within float
+    rounding; peaked frames so that the texts are words and some are unsure (the lexicon's beam search runs)."""
+    import numpy as np
+
+    g = torch.Generator().manual_seed(0)
+    T, B = 24, 16
+    best = torch.randint(0, 30, (T, B), generator=g) * (torch.rand(T, B, generator=g) < 0.6)
+    logits = torch.randn(T, B, 96, generator=g) + 6.0 * F.one_hot(best, 96) * torch.rand(T, B, 1, generator=g)
+    lengths = torch.randint(1, T + 1, (B,), generator=g)
+    prior = load_prior()
+    run = {"greedy": lambda x, n: greedy_decode(x, n, CS),
+           "lexicon": lambda x, n: lexicon_beam_decode(x, n, CS, prior),
+           "beam": lambda x, n: beam_search_decode(x, n, CS)}[decoder]
+    a, b = run(logits, lengths), run(logits.numpy(), lengths.numpy())
+    assert [t for t, _ in a] == [t for t, _ in b]
+    assert np.allclose([s for _, s in a], [s for _, s in b], atol=1e-5)
+    assert any(s < 0.9 for _, s in a) and any(t for t, _ in a)       # unsure crops, and texts, among them

@@ -157,7 +157,7 @@ def test_onnx_backend_reads_as_torch_on_real_crops(tmp_path, monkeypatch):
     crops = [normalize_crop(Image.open(io.BytesIO(b))) for b in images]
     torch_reads = Recognizer.load(device="cpu", precision="fp32").read(crops, batch_size=64)
     onnx = Recognizer.load(backend="onnx", precision="fp32")
-    assert (onnx.backend, onnx.device.type, onnx.precision) == ("onnx", "cpu", "fp32")
+    assert (onnx.backend, str(onnx.device), onnx.precision) == ("onnx", "cpu", "fp32")
     onnx_reads = onnx.read(crops, batch_size=64)
     same = [a[0] == b[0] for a, b in zip(torch_reads, onnx_reads)]
     assert sum(same) >= 158                       # fp32 either way: the texts agree (all 160 here)
@@ -202,3 +202,64 @@ def test_int8_backend_reads_rendered_words_as_fp32(tmp_path, monkeypatch):
     fp32 = Recognizer.load(device="cpu", precision="fp32").recognize(images)
     int8 = Recognizer.load(backend="onnx", precision="int8").recognize(images)
     assert [t for t, _ in int8] == [t for t, _ in fp32]
+
+
+def test_onnx_recognizer_from_a_built_model_reads_as_one_loaded_from_the_checkpoint(model_path, tmp_path,
+                                                                                  monkeypatch):
+    """What a model actor on the ONNX backend is given (the ONNX bytes, the charset, the metadata) reads as a
+    Recognizer that builds the ONNX model from the checkpoint itself, lexicon decoder included."""
+    from crnn.onnx_backend import onnx_model
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    model, charset, meta = load_checkpoint(model_path)
+    built = Recognizer(None, Charset(charset.symbols), meta, backend="onnx", precision="fp32", threads=1,
+                       onnx_model=onnx_model(model, "fp32"))
+    loaded = Recognizer.load(model_path, backend="onnx", precision="fp32", threads=1)
+    crops = [normalize_crop(Image.open(io.BytesIO(crop_bytes(w, size=s))))
+             for w, s in [("Invoice", 12), ("TOTAL 42.00", 16), ("Date:", 10), ("x", 14)]]
+    a, b = built.read(crops), loaded.read(crops)
+    assert [t for t, _ in a] == [t for t, _ in b]
+    assert np.allclose([s for _, s in a], [s for _, s in b], atol=1e-6)
+    with pytest.raises(ValueError, match="needs the model or its ONNX build"):
+        Recognizer(None, charset, meta, backend="onnx")
+
+
+def test_an_onnx_model_actor_reads_without_importing_torch(model_path, tmp_path, monkeypatch):
+    """A model actor given the driver's ONNX build never imports PyTorch (a second of CPU and ~0.3 GB per actor),
+    and reads a real batch."""
+    import pickle
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+
+    from crnn.onnx_backend import onnx_model
+    from pipeline.preprocess import preprocess_batch
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    model, charset, meta = load_checkpoint(model_path)
+    args = tmp_path / "args.pkl"
+    batch = preprocess_batch(pa.table({"id": ["a", "b"], "image": [crop_bytes("Invoice"), b"junk"]}), "image")
+    args.write_bytes(pickle.dumps(({"model": onnx_model(model, "int8"), "charset": charset.symbols, "meta": meta},
+                                   batch)))
+    code = ("import pickle, sys\n"
+            "from pipeline.predict import CRNNPredictor\n"
+            f"onnx, batch = pickle.load(open({str(args)!r}, 'rb'))\n"
+            "out = CRNNPredictor(backend='onnx', threads=1, onnx=onnx)(batch)\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n"
+            "print(out.column('score').to_pylist()[0] > 0, out.column('error').to_pylist())\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.startswith("True [None, 'not an image")
+
+
+def test_onnx_model_input_is_the_models_own_input_scaling():
+    """The ONNX path scales pixels by a table, without PyTorch: the values `CRNN.prepare` computes, exactly."""
+    from crnn.onnx_backend import model_input
+
+    batch = np.random.default_rng(0).integers(0, 256, (3, 32, 40), dtype=np.uint8)
+    batch[0, 0, :256 // 40] = 0
+    assert np.array_equal(model_input(batch), CRNN.prepare(torch.from_numpy(batch)).numpy())
+    everything = np.arange(256, dtype=np.uint8).reshape(1, 1, 256).repeat(32, axis=1)
+    assert np.array_equal(model_input(everything), CRNN.prepare(torch.from_numpy(everything)).numpy())
