@@ -106,7 +106,7 @@ def session(model: bytes, threads: int):
 
 def model_input(batch: np.ndarray) -> np.ndarray:
     """A padded uint8 batch (B, 32, W) -> the session's input (B, 1, 32, W) float32, as `CRNN.prepare` makes it."""
-    return INPUT_SCALE[batch[:, None]]
+    return np.take(INPUT_SCALE, batch)[:, None]       # (np.take: faster than indexing the table)
 
 
 def export_onnx(model) -> bytes:
