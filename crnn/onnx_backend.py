@@ -25,7 +25,7 @@ import numpy as np
 from crnn.image import pad_batch
 
 ONNX_OPSET = 17
-PRECISIONS = ("int8", "fp32")   # what onnx_session builds (`Recognizer` checks the precision asked for)
+PRECISIONS = ("int8", "fp32")   # what onnx_model builds (`Recognizer` checks the precision asked for)
 ONNX_MISSING = ("backend 'onnx' needs onnxruntime and onnx (dependencies of crnn-ocr): pip install onnxruntime "
                 "onnx")
 # 256 synthetic crops (forms words, lines and receipt lines, 16-1,000 px wide) rendered by
@@ -43,14 +43,9 @@ STATIC_OPS = ("Conv", "Relu")
 INPUT_SCALE = np.arange(256, dtype=np.float32) / np.float32(127.5) - np.float32(1.0)
 
 
-def onnx_session(model, threads: int, precision: str = "int8"):
-    """An ONNX Runtime CPU session computing `model`'s logits: `session(onnx_model(model, precision), threads)`."""
-    return session(onnx_model(model, precision), threads)
-
-
 def onnx_model(model, precision: str = "int8") -> bytes:
     """`model` (a `CRNN`) as an ONNX model, input "x" (B, 1, 32, W) float32 in [-1, 1], output "logits" (T, B, C),
-    batch and width dynamic: exported (~1 s), and for int8 quantised (~3 s more; `quantize_int8`).
+    batch and width dynamic: exported, and for int8 quantised (`quantize_int8`).
 
     Cached in $XDG_CACHE_HOME or ~/.cache, under crnn-ocr/onnx/, by a hash of the weights, config, precision,
     opset, calibration crops and the torch and ONNX Runtime versions; where the cache cannot be written it is

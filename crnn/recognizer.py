@@ -22,7 +22,7 @@ from crnn.lexicon import load_prior
 from crnn.onnx_backend import PRECISIONS as ONNX_PRECISIONS
 
 # PyTorch is imported where backend "torch" needs it: a Recognizer on backend "onnx" built from an ONNX model
-# (`onnx_model`) reads without it, and a model actor that imports none starts a second sooner and smaller.
+# (`onnx_model`) reads without it, and a model actor that imports none starts sooner and smaller.
 
 DECODERS = ("lexicon", "greedy", "beam")
 BACKENDS = ("torch", "onnx")

@@ -25,6 +25,7 @@ serialisation) and idle polling.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import os
@@ -63,15 +64,13 @@ def _timed(fn, n: int, repeat: int = 2) -> tuple[float, object]:
 
 def stage_costs(table: pa.Table, batch_size: int = 128, block: int = 2048) -> dict[str, float]:
     """Microseconds of one core per crop, per stage, over `table`'s crops (id, image, ...), as a job runs them."""
-    import torch
-
     from crnn.decoding import greedy_decode, lexicon_beam_decode
     from crnn.image import decode_images, normalize_crop, pad_batch, turned_crop
+    from crnn.lexicon import load_prior
     from pipeline.batch import batch_crops, sort_by_width
     from pipeline.predict import CRNNPredictor
     from pipeline.preprocess import preprocess_batch
 
-    torch.set_num_threads(1)
     n = table.num_rows
     cost: dict[str, float] = {}
     buf = io.BytesIO()
@@ -91,45 +90,38 @@ def stage_costs(table: pa.Table, batch_size: int = 128, block: int = 2048) -> di
     batches = [pre.slice(i, batch_size) for i in range(0, n, batch_size)]
     cost["batch assembly: Arrow -> crops"], unpacked = _timed(lambda: [batch_crops(b)[0] for b in batches], n)
     cost["batch assembly: pad"], padded = _timed(lambda: [pad_batch(c) for c in unpacked if c], n)
-    for name, path in (("shipped model", None), ("tiny model", _tiny())):
-        actor = CRNNPredictor(model_path=path, decoder="greedy", backend="onnx", threads=1)
+    with tempfile.TemporaryDirectory(prefix="bench-cost-") as tmp:
+        actor = CRNNPredictor(decoder="greedy", backend="onnx", threads=1, journal_dir=tmp)
         rec = actor.recognizer
-        if name == "shipped model":
-            cost["batch assembly: model input"], inputs = _timed(lambda: [rec._model_input(b) for b, _ in padded], n)
-        inputs = [rec._model_input(b) for b, _ in padded]
+        cost["batch assembly: model input"], inputs = _timed(lambda: [rec._model_input(b) for b, _ in padded], n)
+        forward = f"forward, shipped model (onnx {rec.precision})"
         rec._forward(inputs[0])   # the session's first run allocates
-        cost[f"forward, {name} (onnx {rec.precision})"], logits = _timed(lambda: [rec._forward(x) for x in inputs], n)
-        if name == "shipped model":
-            lengths = [rec.model.frames(torch.from_numpy(w)) for _, w in padded]
-            cost["decode: greedy"], _ = _timed(
-                lambda: [greedy_decode(lg, ln, rec.charset) for lg, ln in zip(logits, lengths)], n)
-            from crnn.lexicon import load_prior
-            prior = load_prior()
-            cost["decode: lexicon (greedy, then beam search below 0.9)"], _ = _timed(
-                lambda: [lexicon_beam_decode(lg, ln, rec.charset, prior) for lg, ln in zip(logits, lengths)], n)
-            journal = tempfile.mkdtemp(prefix="bench-cost-journal-")
-            actor = CRNNPredictor(decoder="greedy", backend="onnx", threads=1, journal_dir=journal)
-            blocks = [pre.slice(i, block) for i in range(0, n, block)]
-            whole, outs = _timed(lambda: [actor(b.slice(j, batch_size)) for b in blocks
-                                          for j in range(0, b.num_rows, batch_size)], n)
-            shutil.rmtree(journal, ignore_errors=True)
-            read = sum(cost[k] for k in ("batch assembly: Arrow -> crops", "batch assembly: pad",
-                                         "batch assembly: model input", f"forward, {name} (onnx {rec.precision})",
-                                         "decode: greedy"))
-            cost["actor: the rest (tall crops read turned, output, crash journal)"] = max(0.0, whole - read)
-            out = pa.concat_tables(outs)
+        cost[forward], logits = _timed(lambda: [rec._forward(x) for x in inputs], n)
+        lengths = [rec.model.frames(w) for _, w in padded]
+        cost["decode: greedy"], _ = _timed(
+            lambda: [greedy_decode(lg, ln, rec.charset) for lg, ln in zip(logits, lengths)], n)
+        prior = load_prior()
+        cost["decode: lexicon (greedy, then beam search below 0.9)"], _ = _timed(
+            lambda: [lexicon_beam_decode(lg, ln, rec.charset, prior) for lg, ln in zip(logits, lengths)], n)
+        blocks = [pre.slice(i, block) for i in range(0, n, block)]
+        whole, outs = _timed(lambda: [actor(b.slice(j, batch_size)) for b in blocks
+                                      for j in range(0, b.num_rows, batch_size)], n)
+        read = sum(cost[k] for k in ("batch assembly: Arrow -> crops", "batch assembly: pad",
+                                     "batch assembly: model input", forward, "decode: greedy"))
+        cost["actor: the rest (tall crops read turned, output, crash journal)"] = max(0.0, whole - read)
+        tiny = CRNNPredictor(model_path=_tiny(), decoder="greedy", backend="onnx", threads=1).recognizer
+        tiny._forward(inputs[0])
+        cost[f"forward, tiny model (onnx {tiny.precision})"], _ = _timed(lambda: [tiny._forward(x) for x in inputs], n)
+    out = pa.concat_tables(outs)
     sink = io.BytesIO()
     cost["parquet write"], _ = _timed(lambda: pq.write_table(out, sink), n)
     return {k: round(v, 1) for k, v in cost.items()}
 
 
-_TINY: list[str] = []
-
-
+@functools.lru_cache(maxsize=1)
 def _tiny() -> str:
-    if not _TINY:
-        _TINY.append(str(tiny_model(Path(tempfile.mkdtemp(prefix="bench-cost-")) / "tiny.pt")))
-    return _TINY[0]
+    """The plumbing-ceiling model (`jobs.benchmark.tiny_model`), written once per process."""
+    return str(tiny_model(Path(tempfile.mkdtemp(prefix="bench-cost-")) / "tiny.pt"))
 
 
 def _cpu_s(pid: int) -> float | None:

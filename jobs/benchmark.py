@@ -3,7 +3,7 @@
     python -m jobs.benchmark                              # sizes 8650 and 100000, 1 round, CPU
     python -m jobs.benchmark --sizes 200 400 --rounds 3   # a quick check
     python -m jobs.benchmark --num-gpus 1                 # model on CUDA, jobs.ocr --num-gpus 1, GPU use
-    python -m jobs.benchmark --sizes 8650 100000 1000000 --rounds 2   # issue 36's sizes
+    python -m jobs.benchmark --sizes 8650 100000 1000000 --rounds 2   # up to a million crops
 
 - model: normalised crops, width-sorted batches, forward + the default decoder (`Recognizer.read`, with the backend
   jobs.ocr's actors use by default: onnx int8 on CPU, torch on GPU), in this process, on the first
@@ -237,8 +237,7 @@ def bench_tesseract(files: list[Path], size: int, workdir: Path, procs: int) -> 
         lists.append(lst)
     env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
     # Each process writes to a file of its own: read from pipes one after the other, a process whose output
-    # outgrows the pipe's buffer (~64 KB, some 6,000 crops) would wait for the others to end, and the
-    # processes would run one at a time (half the rate at 100,000 crops on 2 cores).
+    # outgrows its pipe's buffer would wait for the ones before it to end, and they would run one at a time.
     outputs = [workdir / f"tesseract-{size}-{k}.out" for k in range(len(chunks))]
     t = time.perf_counter()
     runs = []
@@ -279,7 +278,7 @@ def parse_args(argv):
     p.add_argument("--rows-per-file", type=int, default=50_000, help="rows per input Parquet file (default %(default)s)")
     p.add_argument("--tesseract-max", type=int, default=100_000,
                    help="most crops Tesseract reads at one size; larger sizes reuse its rate over the first "
-                        "this many (default %(default)s: a million crops would take it ~30 min a round)")
+                        "this many (default %(default)s)")
     p.add_argument("--json", help="write all numbers here")
     args = p.parse_args(argv)
     if min(args.sizes) < 1 or args.rounds < 1 or args.rows_per_file < 1 or args.tesseract_max < 1:

@@ -30,16 +30,19 @@ def preprocess_batch(batch: pa.Table, image_column: str, spec: ImageSpec = Image
     """
     pixels, widths, turned, turned_widths, errors = [], [], [], [], []
     for img in decode_images(batch.column(image_column).to_pylist(), spec):
-        try:
-            if isinstance(img, ImageError):
-                raise img
-            crop, turn = normalize_crop(img, spec), turned_crop(img, spec)
-            pixels.append(crop.tobytes()), widths.append(crop.shape[1]), errors.append(None)
-            turned.append(None if turn is None else turn.tobytes())
-            turned_widths.append(0 if turn is None else turn.shape[1])
-        except Exception as e:  # noqa: BLE001 - one crop must not fail the batch
-            pixels.append(None), widths.append(0), errors.append(_reason(e))
-            turned.append(None), turned_widths.append(0)
+        crop = turn = error = None
+        if isinstance(img, ImageError):
+            error = str(img)
+        else:
+            try:
+                crop, turn = normalize_crop(img, spec), turned_crop(img, spec)
+            except Exception as e:  # noqa: BLE001 - one crop must not fail the batch
+                error = _reason(e)
+        pixels.append(None if crop is None else crop.tobytes())
+        widths.append(0 if crop is None else crop.shape[1])
+        turned.append(None if turn is None else turn.tobytes())
+        turned_widths.append(0 if turn is None else turn.shape[1])
+        errors.append(error)
     out = batch.drop_columns([image_column])
     out = out.append_column(PIXELS, pa.array(pixels, pa.binary()))
     out = out.append_column(WIDTH, pa.array(np.asarray(widths, np.int32)))

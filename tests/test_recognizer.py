@@ -225,8 +225,7 @@ def test_onnx_recognizer_from_a_built_model_reads_as_one_loaded_from_the_checkpo
 
 
 def test_an_onnx_model_actor_reads_without_importing_torch(model_path, tmp_path, monkeypatch):
-    """A model actor given the driver's ONNX build never imports PyTorch (a second of CPU and ~0.3 GB per actor),
-    and reads a real batch."""
+    """A model actor given the driver's ONNX build never imports PyTorch, and reads a real batch."""
     import pickle
     import subprocess
     import sys
