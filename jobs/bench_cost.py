@@ -48,7 +48,8 @@ from jobs.benchmark import tiny_model, write_sized_input
 CLOCK = os.sysconf("SC_CLK_TCK")
 # `jobs.bench_memory._role`'s roles, the most specific first: a worker process is titled `default_worker.py ...`
 # at its start, `ray::IDLE` between tasks, then what it runs (a task, a model actor, one of Ray Data's helper
-# actors); it keeps the most specific role it was seen in (titles change again at exit)
+# actors); it keeps the most specific role it was seen in (titles change again at exit). The driver is known by
+# its pid: a process that has exited but is not yet reaped is listed as `[python] <defunct>`
 ROLES = ("model actors", "ray services", "task workers", "driver")
 
 
@@ -164,8 +165,9 @@ def job_costs(input_dir: Path, out_dir: Path, extra: list[str], profile_s: float
     while proc.poll() is None:
         for pid, command in _session(proc.pid).items():
             s = _cpu_s(pid)
-            if s is not None:
-                role = "task workers" if "default_worker.py" in command else _role(command)
+            if s is not None and "<defunct>" not in command:
+                role = ("driver" if pid == proc.pid else
+                        "task workers" if "default_worker.py" in command else _role(command))
                 cpu[pid] = (min(role, cpu.get(pid, (role,))[0], key=ROLES.index), s)
         if profile_s and not profiled:
             actors = [p for p, (r, _) in cpu.items() if r == "model actors"]
