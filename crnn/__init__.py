@@ -1,5 +1,6 @@
 """CRNN text recognition as inference loads it: model, charset, CTC decoding, lexicon, image, checkpoints,
-recognizer. No Ray here; model development (synthetic data, training, metrics, splits) is `crnn.training`."""
+recognizer, backends (which backend and precision run where), and the accuracy metrics that evaluation and
+training share. No Ray here; model development (synthetic data, training, splits) is `crnn.training`."""
 
 import importlib
 

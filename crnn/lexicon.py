@@ -19,8 +19,7 @@ touches are parts of codes (`A3-77`, `120ML`, `T0TAL`) and score 0, like numbers
 Spaces and punctuation only separate runs, so where they go is decided by the pixels alone
 (`Facebook.com` = `Facebook. com`, `tipping-` = `tipping -`). Case is ignored (`THE`, `The`, `the`).
 
-Built in ~0.2 s from the data inside the `wordfreq` package (no download); `load_prior` caches one per
-process.
+Built from the data inside the `wordfreq` package (no download); `load_prior` caches one per process.
 """
 
 from __future__ import annotations
@@ -187,5 +186,5 @@ class WordPrior:
 
 @lru_cache(maxsize=4)
 def load_prior(n_words: int = 50_000, oov_mass: float = 0.05, order: int = 4, lang: str = "en") -> WordPrior:
-    """The prior, built once per process (~0.2 s)."""
+    """The prior, built once per process."""
     return WordPrior(n_words=n_words, oov_mass=oov_mass, order=order, lang=lang)

@@ -65,9 +65,8 @@ class CRNN(nn.Module):
     def fold_batchnorm(self) -> "CRNN":
         """For inference: fold each BatchNorm into the convolution before it (in place; eval mode only).
 
-        The same function up to float rounding (scores within ~3e-6, the same texts on 3,000 FUNSD crops), one
-        layer fewer per block: ~1.14x the fp32 model alone on a 2-core AVX-512 CPU. Training needs the
-        BatchNorms, so a folded model is for reading only; checkpoints keep them.
+        The same function up to float rounding, one layer fewer per block (faster: docs/decisions.md). Training
+        needs the BatchNorms, so a folded model is for reading only; checkpoints keep them.
         """
         if self.training:
             raise ValueError("fold_batchnorm is for inference: call model.eval() first")

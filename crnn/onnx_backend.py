@@ -4,10 +4,9 @@ int8: the convolutions and their ReLUs statically quantised (weights int8 per ou
 with ranges calibrated by MinMax on `CALIBRATION_CROPS`; each convolution and its ReLU run as one integer op),
 the BiLSTM and the linear head dynamically (int8 weights, activations quantised per call), by
 `onnxruntime.quantization`. Both are built from the checkpoint at load and cached in the user cache dir under a
-hash of everything they depend on, so every machine with the same versions builds the same file. On a 2-core
-AVX-512 VNNI CPU the default model reads 2.6x faster than fp32 and 1.5x faster than torch bf16 (in-process,
-greedy, 2 threads; 1.11x of that from fusing the ReLUs); on the validation and test splits it reads as torch
-does within noise (issue 20, MODEL.md "Speed").
+hash of everything they depend on, so every machine with the same versions builds the same file. int8 is the
+fastest way to read on a CPU, and reads as torch does within noise on the validation and test splits
+(docs/decisions.md, MODEL.md "Speed").
 """
 
 from __future__ import annotations
@@ -22,12 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from crnn.backends import ONNX_MISSING
 from crnn.image import pad_batch
 
 ONNX_OPSET = 17
-PRECISIONS = ("int8", "fp32")   # what onnx_model builds (`Recognizer` checks the precision asked for)
-ONNX_MISSING = ("backend 'onnx' needs onnxruntime and onnx (dependencies of crnn-ocr): pip install onnxruntime "
-                "onnx")
 # 256 synthetic crops (forms words, lines and receipt lines, 16-1,000 px wide) rendered by
 # `python -m crnn.training.synth --calibration 256 --out crnn/weights/calibration_crops.npz`, kept fixed so
 # that the int8 model does not depend on the fonts of the machine that builds it.
@@ -35,7 +32,7 @@ CALIBRATION_CROPS = Path(__file__).parent / "weights" / "calibration_crops.npz"
 # Quantised statically, QDQ: with Relu in the set the quantiser drops the QuantizeLinear/DequantizeLinear pair
 # between each convolution and its ReLU, so ORT fuses them into one integer convolution whose uint8 output feeds
 # the next layer directly. With Conv alone each block dequantised its whole output to float, ran ReLU and
-# quantised again: 12% of the forward (ORT's profiler), 877 vs 984 crops/s in-process, one thread (issue 20).
+# quantised again (docs/decisions.md).
 STATIC_OPS = ("Conv", "Relu")
 
 
@@ -93,8 +90,7 @@ def session(model: bytes, threads: int):
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # No spin-waiting between runs: the decoder and the pipeline's preprocessing need those cores (as fast, or
-    # faster, in issue 20's interleaved rounds)
+    # No spin-waiting between runs: the decoder and the pipeline's preprocessing need those cores
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 

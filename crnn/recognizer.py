@@ -15,17 +15,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from crnn import onnx_backend
+from crnn import backends, onnx_backend
 from crnn.decoding import beam_search_decode, greedy_decode, lexicon_beam_decode
 from crnn.image import ImageSpec, normalize_crop, pad_batch, turned_crop
 from crnn.lexicon import load_prior
-from crnn.onnx_backend import PRECISIONS as ONNX_PRECISIONS
 
 # PyTorch is imported where backend "torch" needs it: a Recognizer on backend "onnx" built from an ONNX model
 # (`onnx_model`) reads without it, and a model actor that imports none starts sooner and smaller.
 
 DECODERS = ("lexicon", "greedy", "beam")
-BACKENDS = ("torch", "onnx")
 
 
 class Recognizer:
@@ -48,8 +46,7 @@ class Recognizer:
             feed it channels_last batches; False leaves the model as it is (`around`).
         backend: what computes the logits. "torch" (default): the PyTorch model. "onnx": ONNX Runtime on the
             CPU (`crnn.onnx_backend`), int8 (convolutions and ReLUs calibrated on fixed synthetic crops, the
-            BiLSTM and head dynamically quantised: 1.5x torch bf16 and 2.6x ONNX fp32 on a 2-core AVX-512 VNNI
-            CPU, greedy, 2 threads; readings within noise of torch's on the validation splits) or fp32
+            BiLSTM and head dynamically quantised: the fastest on CPU, readings within noise of torch's) or fp32
             (torch's readings). Built from the weights at load (`crnn.onnx_backend.onnx_model`) and cached in
             the user cache dir, or given built (`onnx_model`). CPU only; `device` is then the string "cpu".
         threads: with backend "onnx": ONNX Runtime's threads (None: torch's thread count at load, or the
@@ -62,22 +59,15 @@ class Recognizer:
                  precision: str | None = None, decoder: str = "lexicon", spec: ImageSpec = ImageSpec(),
                  max_columns: int | None = None, decoder_options: dict | None = None, prepare_model: bool = True,
                  backend: str = "torch", threads: int | None = None, onnx_model: bytes | None = None):
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if backend == "auto":
+            raise ValueError("backend must be torch or onnx here (resolve 'auto' with crnn.backends.resolve)")
+        backends.check(backend, precision, gpu=str(device or "cpu") != "cpu", names={"gpu": f"device {device}"})
         if backend == "onnx":
-            if str(device or "cpu") != "cpu":
-                raise ValueError(f"backend onnx runs on the CPU only, got device {str(device)!r}")
             self.device = "cpu"
         else:
             import torch
             self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.precision = precision or ("int8" if backend == "onnx" else default_precision(self.device))
-        if self.precision not in ("bf16", "fp16", "fp32", "int8"):
-            raise ValueError(f"precision must be bf16, fp16, fp32 or int8, got {self.precision!r}")
-        if backend == "onnx" and self.precision not in ONNX_PRECISIONS:
-            raise ValueError(f"backend onnx runs in int8 or fp32, got precision {self.precision!r}")
-        if backend == "torch" and self.precision == "int8":
-            raise ValueError("precision int8 is computed by backend onnx; backend torch runs in bf16, fp16 or fp32")
         if decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
         self.decoder, self.decoder_options = decoder, dict(decoder_options or {})
@@ -212,8 +202,7 @@ class Recognizer:
 
 def default_precision(device) -> str:
     """bf16 where the hardware computes in it: CUDA, and CPUs whose oneDNN has bf16 kernels (AVX-512 and
-    newer); fp32 on other CPUs, where bf16 autocast is emulated: on an AVX2-only CPU the default model
-    read 7 crops/s in bf16 against 110 in fp32 (batches of 128 crops of width 160, 2 threads)."""
+    newer); fp32 on other CPUs, where bf16 autocast is emulated, many times slower (docs/decisions.md)."""
     import torch
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
@@ -228,8 +217,8 @@ def prefer_turned(upright: tuple[str, float], turned: tuple[str, float]) -> bool
 
     A tall crop read upright holds one narrow glyph ("1", "(", ":"); vertical text read upright
     collapses to one or two symbols. The turned reading must find more characters, with a higher
-    confidence: on FUNSD's 172 tall crops, right turned readings scored 1.2x to 7x their upright
-    reading, wrong ones ("$" turned reads "42", ":" reads "..") at most 0.83x.
+    confidence: wrong turned readings ("$" turned reads "42", ":" reads "..") score below the upright one
+    (FUNSD's tall crops: docs/decisions.md).
     """
     (text, score), (turned_text, turned_score) = upright, turned
     return len(turned_text) > max(len(text), 1) and turned_score > score

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from crnn.checkpoint import load_checkpoint
-from crnn.training.metrics import text_metrics
+from crnn.metrics import text_metrics
 from crnn.training.synth import render_parquet
 from pipeline.errors import UserError
 from pipeline.run import OcrOptions, run_ocr

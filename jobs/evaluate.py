@@ -15,7 +15,7 @@ model right), broken (baseline right, model wrong), the exact sign test (McNemar
 the model-minus-baseline differences (accuracy, CER) with their SEs. Nothing is cached: every run reads every
 crop with both models.
 
-Standard errors (±) are cluster-robust by document (`crnn.training.metrics.standard_error`): crops of one form or
+Standard errors (±) are cluster-robust by document (`crnn.metrics.standard_error`): crops of one form or
 receipt share its scan and print and are not independent, so each SE is that of a mean (a CER: of a ratio of
 edits to label characters) with documents as clusters, the sandwich estimate with the G/(G-1) factor over G
 documents; no bootstrap, so the figures are deterministic. The sign test's p-value takes crops as independent
@@ -47,16 +47,17 @@ from rapidfuzz.distance import Levenshtein
 
 from crnn.charset import Charset, normalize
 from crnn.checkpoint import DEFAULT_MODEL, CheckpointError
-from crnn.recognizer import BACKENDS, Recognizer
+from crnn.config import add_flags
+from crnn.backends import BACKENDS, resolve as resolve_backend
+from crnn.recognizer import Recognizer
 from crnn.training import splits
 from crnn.training.data import split_by_doc
-from crnn.training.metrics import (accuracy_by_score, confusions, crop_scores, metric_errors, paired_counts,
+from crnn.metrics import (accuracy_by_score, confusions, crop_scores, metric_errors, paired_counts,
                                    standard_error, text_metrics)
 from crnn.training.synth import SynthConfig, render_parquet
 from pipeline.errors import UserError
 from pipeline.schema import output_name
 from pipeline.read import find_source
-from pipeline.plan import resolve_backend
 from pipeline.run import OcrOptions, run_ocr
 from pipeline.storage import Storage
 
@@ -73,7 +74,7 @@ KINDS = {
 }
 SPLIT_COLUMNS = ("id", "image", "text", "doc_id")
 SE_METHOD = ("cluster-robust standard error by document (doc_id): a mean (a CER: a ratio of edits to label "
-             "characters) with documents as clusters, sandwich estimate with the G/(G-1) factor (crnn.training.metrics."
+             "characters) with documents as clusters, sandwich estimate with the G/(G-1) factor (crnn.metrics."
              "standard_error); the sign test's p-value takes crops as independent (optimistic)")
 TEST_REMINDER = ("note: the test split is for the ship decision only; compare variants and tune on --split validation")
 LENGTHS = [(1, 1), (2, 3), (4, 6), (7, 10), (11, 20), (21, 1000)]
@@ -83,7 +84,7 @@ def report(df: pd.DataFrame, label: str, worst: int = 25, groups=None, case_inse
     """Metrics over a DataFrame holding `text` (prediction) and the label column.
 
     groups: one document id per row: adds `documents` and `se` (cluster-robust standard errors of every figure,
-        `crnn.training.metrics.metric_errors`) to `overall` and to each `by_label_length` bucket.
+        `crnn.metrics.metric_errors`) to `overall` and to each `by_label_length` bucket.
     case_insensitive: rank `worst`, count `confusions` and score `by_score` on lower-cased text (the metrics
         themselves report both ways regardless)."""
     preds, labels = df["text"].fillna("").tolist(), df[label].map(normalize).tolist()
@@ -138,7 +139,7 @@ def check_model(path: str | None, decoder: str, what: str = "--model", backend: 
     except ImportError as e:
         raise UserError(f"--backend: {e}") from None
     except ValueError as e:
-        raise UserError(f"--decoder: {e}") from None
+        raise UserError(str(e)) from None   # (names the decoder or backend refused)
 
 
 def _fmt(value: float, se: float | None = None, digits: int = 4) -> str:
@@ -308,7 +309,7 @@ def main(argv=None) -> int:
     p.add_argument("--split", choices=splits.SPLITS,
                    help="forms and receipts of this fixed split (crnn/training/splits.json) from --data-dir, "
                         "side by side")
-    p.add_argument("--data-dir", default="../shared/data",
+    p.add_argument("--data-dir", default=splits.DATA_DIR,
                    help=f"with --split: the folder holding {' and '.join(splits.data_file(k['dataset']) for k in KINDS.values())}")
     p.add_argument("--baseline", metavar="MODEL",
                    help="with --split: checkpoint to compare with on the same crops (default: the shipped model; "
@@ -322,16 +323,12 @@ def main(argv=None) -> int:
                         "label column 'truth'")
     p.add_argument("--seed", type=int, default=REFERENCE_SET["seed"], help="seed of the synthetic test set")
     p.add_argument("--label-column", default="text")
-    p.add_argument("--image-column", default="image")
     p.add_argument("--output", help="folder for the OCR output and report.json (default: a temporary folder)")
-    p.add_argument("--model", help="checkpoint to evaluate (default: the shipped model)")
     p.add_argument("--holdout-docs", type=float, metavar="FRACTION",
                    help="evaluate only the validation documents jobs.train holds out (by --doc-column)")
     p.add_argument("--doc-column", default="doc_id", help="document ids: crops of one document are one cluster for SEs")
-    # No `choices`: the pipeline's Recognizer says which decoders exist (checked before any crop is read).
-    p.add_argument("--decoder", default=OcrOptions.decoder, help="CTC decoder, as jobs.ocr's --decoder (default: %(default)s)")
-    p.add_argument("--backend", default="auto", choices=("auto",) + BACKENDS,
-                   help="what computes the model, as jobs.ocr's --backend (default auto: onnx int8 on this CPU)")
+    # The model and how it reads, as jobs.ocr takes them
+    add_flags(p, OcrOptions, only=["model", "image_column", "decoder", "backend"])
     p.add_argument("--baseline-backend", default="auto", choices=("auto",) + BACKENDS,
                    help="the baseline's backend (default auto); --baseline-backend torch alone compares the "
                         "backends on the shipped model")

@@ -9,7 +9,6 @@ Credentials never go on the command line: the environment (AWS_*, AWS_PROFILE) o
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import socket
@@ -17,24 +16,17 @@ import sys
 
 import ray
 
+from crnn.config import add_flags, from_flags
 from pipeline.errors import JobFailed, UserError
 from pipeline.run import OcrOptions, run_ocr
 from pipeline.storage import parse_storage_options
 
 
 def parser() -> argparse.ArgumentParser:
-    """A flag for every OcrOptions field made a flag (type, default, choices, help: pipeline/run.py), then the
-    storage options, which reach OcrOptions parsed (parse_storage_options)."""
+    """A flag for every option of OcrOptions (pipeline/run.py), then the storage options, which reach OcrOptions
+    parsed (parse_storage_options)."""
     p = argparse.ArgumentParser(prog="ocr", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in _flag_fields():
-        flag, spec = "--" + f.name.replace("_", "-"), f.metadata["flag"]
-        if f.type == "bool":  # (every bool option defaults to False)
-            p.add_argument(flag, action="store_true", default=f.default, help=spec["help"])
-        else:
-            required = f.default is dataclasses.MISSING
-            kind = {"int": int, "float": float}.get(f.type.split(" | ")[0])   # "int | None": int; str: as given
-            p.add_argument(flag, type=kind, required=required, default=None if required else f.default,
-                           choices=spec["choices"], help=spec["help"])
+    add_flags(p, OcrOptions)
     p.add_argument("--storage-option", action="append", metavar="KEY=VALUE",
                    help="fsspec/s3fs option, e.g. endpoint_url=http://127.0.0.1:9000 or profile=name (repeatable; "
                         "credentials such as key/secret/token are refused here: use the environment or a file)")
@@ -43,13 +35,9 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _flag_fields() -> list[dataclasses.Field]:
-    return [f for f in dataclasses.fields(OcrOptions) if "flag" in f.metadata]
-
-
 def options(args: argparse.Namespace) -> OcrOptions:
     """The run's options from the parsed flags (UserError for malformed storage options)."""
-    return OcrOptions(**{f.name: getattr(args, f.name) for f in _flag_fields()},
+    return from_flags(OcrOptions, args,
                       storage_options=parse_storage_options(args.storage_option, args.storage_options_file))
 
 

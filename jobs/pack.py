@@ -23,7 +23,7 @@ import ray
 from pipeline.errors import UserError
 from pipeline.read import find_source, read_crops
 from pipeline.storage import Storage, parse_storage_options
-from pipeline.write import OutputWriter, Staged
+from pipeline.write import OutputWriter
 
 
 def pack(input: str, output: str, rows_per_file: int = 50_000, overwrite: bool = False,
@@ -36,24 +36,23 @@ def pack(input: str, output: str, rows_per_file: int = 50_000, overwrite: bool =
     source = find_source(src, "images")
     out = Storage(output, storage_options)
 
-    def summarize(staged: Staged) -> dict:
-        """Every file is one row, once; the summary."""
-        parts = staged.parts()
+    with OutputWriter(out, overwrite=overwrite) as writer:   # (never resumed: a rerun packs anew)
+        if not ray.is_initialized():
+            ray.init(include_dashboard=False)  # as jobs.ocr: the dashboard slows the start
+        writer.stage(read_crops(src, source, "image").select_columns(["path", "image"]),
+                     rows_per_file=rows_per_file, max_rows_per_file=rows_per_file)
+        parts = writer.parts()   # every file is one row, once
         paths = pq.ParquetDataset(parts, filesystem=out.arrow_fs).read(columns=["path"])["path"]
         distinct = pc.count_distinct(paths).as_py()
         if len(paths) != len(source.files) or distinct != len(source.files):
             raise RuntimeError(f"pack check failed: {len(source.files)} files, {len(paths)} rows written "
-                               f"({distinct} distinct paths); staged output left in {staged.staging!r}")
+                               f"({distinct} distinct paths); staged output left in {writer.staging!r}")
         wall = time.time() - t0
-        return {"files": len(source.files), "shards": len(parts), "wall_s": round(wall, 3),
-                "files_per_s": round(len(source.files) / wall, 1), "input": input, "output": output,
-                "rows_per_file": rows_per_file, "storage_options": sorted(storage_options or {})}
-
-    with OutputWriter(out, overwrite=overwrite) as writer:
-        if not ray.is_initialized():
-            ray.init(include_dashboard=False)  # as jobs.ocr: the dashboard costs ~2 s of start-up
-        rows = lambda done: read_crops(src, source, "image").select_columns(["path", "image"])   # (never resumed)
-        return writer.write(rows, summarize, rows_per_file=rows_per_file, max_rows_per_file=rows_per_file)
+        summary = {"files": len(source.files), "shards": len(parts), "wall_s": round(wall, 3),
+                   "files_per_s": round(len(source.files) / wall, 1), "input": input, "output": output,
+                   "rows_per_file": rows_per_file, "storage_options": sorted(storage_options or {})}
+        writer.commit(summary)
+    return summary
 
 
 def main(argv=None) -> int:

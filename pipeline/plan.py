@@ -22,13 +22,10 @@ def choose_id_column(requested: str | None, source: Source, resume: bool) -> str
     return column
 
 
-def resolve_backend(backend: str, num_gpus: float = 0.0) -> str:
-    """The backend model actors use for --backend: `auto` is onnx on CPU (num_gpus 0) and torch on GPU."""
-    return backend if backend != "auto" else ("torch" if num_gpus > 0 else "onnx")
-
-
 MIN_WINDOW = 512     # rows; smaller windows sort too few crops together (more padding)
+WINDOW = 8192        # rows sorted by width together, for an input large enough
 ACTOR_BLOCK = 2048   # rows; the most a model actor takes at once
+BATCH = {"cpu": 128, "gpu": 512}   # crops per model call
 
 
 @dataclass(frozen=True)
@@ -52,15 +49,13 @@ def plan_actors(num_gpus: float, actors: int | None, threads: int | None, batch_
                 node_cpus: int, cluster_gpus: float, rows: int | None = None) -> ActorPlan:
     """The options' actors, threads and batch size where given (0 counts as not given), else the defaults.
 
-    GPU (num_gpus > 0): as many actors as the cluster's GPUs hold, 512 crops a call, one CPU and one torch
-    thread each (their CPU work, batching and decoding, runs on one thread; on an H200 node one actor read as
-    fast with 1 thread as with torch's default of one per core).
+    GPU (num_gpus > 0): as many actors as the cluster's GPUs hold, BATCH["gpu"] crops a call, one CPU and one torch
+    thread each (their CPU work, batching and decoding, runs on one thread; more threads did not help).
     CPU: single-threaded actors on 7/8 of the largest node's CPUs (at least one, and no more than can each get
-    two 512-row windows of the `rows` to read: a small job starts fewer processes), 128 crops a call, and CPU
+    two MIN_WINDOW-row windows of the `rows` to read: a small job starts fewer processes), BATCH["cpu"] crops a call, and CPU
     shares that leave one CPU of the node to the read/write tasks (or those never get scheduled: a hang, not an
     error). One thread each, because a multi-threaded model waits at every layer for its slowest thread, and
-    on a busy node the preprocessing takes cores from under it: on 2 cores, 2 actors of 1 thread read 30,000
-    crops 1.12x faster than 1 actor of 2 threads (onnx int8, issue 20). Measured on 2 cores only.
+    on a busy node the preprocessing takes cores from under it (docs/decisions.md; measured on 2 cores only).
     """
     gpu = num_gpus > 0
     if not actors and not gpu:
@@ -69,26 +64,24 @@ def plan_actors(num_gpus: float, actors: int | None, threads: int | None, batch_
     return ActorPlan(
         actors=actors,
         threads=threads or (1 if gpu else max(1, node_cpus // actors)),
-        batch_size=batch_size or (512 if gpu else 128),
+        batch_size=batch_size or BATCH["gpu" if gpu else "cpu"],
         num_cpus=1 if gpu else min(1.0, max(node_cpus - 1, 0) / actors),
         num_gpus=num_gpus if gpu else None,
         # On CPU the fused preprocessing would otherwise run on a second thread beside torch's own threads, and
-        # an oversubscribed OpenMP team stalls (measured: 44 s instead of 34 s per 21,888 crops).
+        # an oversubscribed OpenMP team stalls.
         true_multi_threading=not gpu)
 
 
 def plan_window(window: int | None, rows: int, actors: int) -> int:
     """Rows sorted by width together (the actors take them in pieces, `plan_actor_block`): --window if given,
-    else 8,192 (9% of the pixels padding on FUNSD words, against 21% at 2,048), cut for a small input to at
-    least two windows per actor (but not under 512), so that every actor has work early: 2 actors read 8,650
-    crops in 23.9 s with 2,048-row windows, in 28.1 s with 8,192 (one actor then read nearly all of them)."""
-    return window or min(8192, max(MIN_WINDOW, -(-rows // (2 * actors))))
+    else WINDOW (a wide window sorts more crops together: less padding), cut for a small input to at least two
+    windows per actor (but not under MIN_WINDOW), so that every actor has work early (docs/decisions.md)."""
+    return window or min(WINDOW, max(MIN_WINDOW, -(-rows // (2 * actors))))
 
 
 def plan_actor_block(window: int) -> int:
     """Rows of a sorted window that a model actor takes at once: the window cut into equal parts of at most
     ACTOR_BLOCK rows. Sorting stays over the whole window (padding as low), while the actors share smaller
-    pieces, so that the end of the job waits on one piece, not one window: 100,000 crops on 2 cores, 2
-    actors, 8,192-row windows, 2 interleaved rounds: 1,110 crops/s in pieces of 2,048 against 1,018 whole."""
+    pieces, so that the end of the job waits on one piece, not one window (docs/decisions.md)."""
     parts = -(-window // ACTOR_BLOCK)
     return -(-window // parts)

@@ -103,10 +103,10 @@ class FreedMemoryRelease:
     """Every `every` batches, glibc's `malloc_trim(0)` gives the pages of freed memory back to the system.
 
     Batches of ever-changing widths allocate buffers of ever-changing sizes, and glibc keeps freed ones in
-    heaps that fragment and never shrink: an actor grew from 0.24 to 1.2 GB over 400 batches of mixed widths.
+    heaps that fragment and never shrink: an actor grows several-fold over a few hundred batches of mixed widths.
     Trimming every few dozen batches bounds that at the price of one heap walk and refaulted pages per
-    trim; the earlier fix, a 1 MiB mmap threshold (every large buffer fresh pages), cost 24-31% of the
-    model's speed in bf16 (in-process, 2-core AVX-512 CPU). A no-op where libc is not glibc.
+    trim; the earlier fix, a 1 MiB mmap threshold (every large buffer fresh pages), cost far more of the
+    model's speed (docs/decisions.md). A no-op where libc is not glibc.
     """
 
     def __init__(self, every: int = 32):

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
 import shutil
 import tempfile
 import time
 import uuid
 import warnings
-from dataclasses import MISSING, dataclass, field
+import inspect
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -18,80 +18,81 @@ import pyarrow.parquet as pq
 import ray
 
 from crnn.checkpoint import CheckpointError, load_checkpoint
+from crnn.config import option
+from crnn.decoding import lexicon_beam_decode
 from crnn.image import ImageSpec
-from crnn.onnx_backend import ONNX_MISSING, onnx_model
-from crnn.recognizer import BACKENDS, DECODERS
+from crnn import backends
+from crnn.onnx_backend import onnx_model
+from crnn.recognizer import DECODERS
 from pipeline.backpressure import bound_run_ahead
 from pipeline.batch import sort_by_width
 from pipeline.errors import JobFailed, UserError
 from pipeline.logs import without_false_alarms
-from pipeline.plan import (choose_id_column, largest_node_cpus, plan_actor_block, plan_actors, plan_window,
-                           resolve_backend)
+from pipeline.plan import (ACTOR_BLOCK, BATCH, WINDOW, choose_id_column, largest_node_cpus, plan_actor_block,
+                           plan_actors, plan_window)
 from pipeline.predict import CRNNPredictor
 from pipeline.preprocess import preprocess_batch
 from pipeline.read import Source, find_source, read_crops
 from pipeline.schema import OUTPUT_COLUMNS, OUTPUT_FIELDS, output_name
 from pipeline.storage import Storage
-from pipeline.write import OutputWriter, Staged
+from pipeline.write import OutputWriter
 
 
-def _flag(default=MISSING, help: str | None = None, choices=None):
-    """An OcrOptions field that `jobs.ocr` offers as the flag --<name-with-dashes>, with its help and choices
-    (argparse expands %(default)s in the help to the field's default). No default: a required flag."""
-    return field(default=default, metadata={"flag": {"help": help, "choices": choices}})
+GATE = inspect.signature(lexicon_beam_decode).parameters["gate"].default
 
 
 @dataclass
 class OcrOptions:
-    """Everything a run needs. `jobs.ocr` makes a flag of every field made with `_flag` (type, default, choices
-    and help from here); the others are set from code."""
-    input: str = _flag(help="Parquet file/folder/prefix, or a folder/prefix of image files")
-    output: str = _flag(help="output folder/prefix for Parquet, _summary.json and _SUCCESS")
-    image_column: str = _flag("image", help="Parquet column holding image bytes (default: %(default)s)")
-    input_format: str = _flag("auto", choices=["auto", "parquet", "images"])
-    id_column: str | None = _flag(None, help="unique row id (default: 'id' if present, 'path' for image files)")
-    model: str | None = _flag(None, help="checkpoint file (default: the shipped model)")
-    batch_size: int | None = _flag(None, help="crops per model call (default 128 on CPU, 512 on GPU)")
-    window: int | None = _flag(None, help="rows sorted by width together (default: 8192, fewer for a small input "
-                                          "so that each actor gets two); the actors take them in equal pieces of "
-                                          "at most 2048 rows")
-    actors: int | None = _flag(None, help="model actors (default: one per GPU; on CPU 7/8 of a node's CPUs, fewer "
-                                          "for a small input)")
-    num_gpus: float = _flag(0.0, help="GPUs per model actor (default %(default)g: CPU)")
-    threads: int | None = _flag(None, help="model threads per actor, torch's or ONNX Runtime's (default 1; a node's "
-                                           "CPUs for a lone CPU actor)")
-    precision: str | None = _flag(None, choices=["bf16", "fp16", "fp32", "int8"],
-                                  help="the model's arithmetic (default: int8 with backend onnx; with backend torch "
-                                       "bf16 on CUDA and on CPUs with bf16 kernels, AVX-512 and newer, else fp32)")
-    decoder: str = _flag(
+    """Everything a run needs. `jobs.ocr` makes a flag of every field made with `option` (crnn/config.py);
+    the others are set from code."""
+    input: str = option(help="Parquet file/folder/prefix, or a folder/prefix of image files")
+    output: str = option(help="output folder/prefix for Parquet, _summary.json and _SUCCESS")
+    image_column: str = option("image", help="Parquet column holding image bytes (default: %(default)s)")
+    input_format: str = option("auto", choices=["auto", "parquet", "images"])
+    id_column: str | None = option(None, help="unique row id (default: 'id' if present, 'path' for image files)")
+    model: str | None = option(None, help="checkpoint file (default: the shipped model)")
+    batch_size: int | None = option(None, help=f"crops per model call (default {BATCH['cpu']} on CPU, "
+                                               f"{BATCH['gpu']} on GPU)")
+    window: int | None = option(None, help=f"rows sorted by width together (default: {WINDOW}, fewer for a small "
+                                           f"input so that each actor gets two); the actors take them in equal "
+                                           f"pieces of at most {ACTOR_BLOCK} rows")
+    actors: int | None = option(None, help="model actors (default: one per GPU; on CPU 7/8 of a node's CPUs, fewer "
+                                           "for a small input)")
+    num_gpus: float = option(0.0, help="GPUs per model actor (default %(default)g: CPU)")
+    threads: int | None = option(None, help="model threads per actor, torch's or ONNX Runtime's (default 1; a "
+                                            "node's CPUs for a lone CPU actor)")
+    precision: str | None = option(None, choices=sorted({p for ps in backends.PRECISIONS.values() for p in ps}),
+                                   help="the model's arithmetic (default: int8 with backend onnx; with backend "
+                                        "torch bf16 on CUDA and on CPUs with bf16 kernels, AVX-512 and newer, "
+                                        "else fp32)")
+    decoder: str = option(
         "lexicon", choices=DECODERS,
-        help="lexicon (default): greedy, and for crops it is unsure of (score < 0.9) a beam search that favours "
-             "English words, so 'thc' reads 'the' while numbers, codes and non-words are read as the pixels say; "
-             "greedy: best path only (faster); beam: CTC prefix beam search. The score is always the model's "
-             "probability of the text")
-    backend: str = _flag(
-        "auto", choices=("auto",) + BACKENDS,
+        help=f"lexicon (default): greedy, and for crops it is unsure of (score < {GATE}) a beam search that "
+             f"favours English words, so 'thc' reads 'the' while numbers, codes and non-words are read as the "
+             f"pixels say; greedy: best path only (faster); beam: CTC prefix beam search. The score is always the "
+             f"model's probability of the text")
+    backend: str = option(
+        "auto", choices=("auto",) + backends.BACKENDS,
         help="what computes the model: auto (default): onnx on CPU, torch on GPU; onnx: ONNX Runtime, CPU only, "
-             "int8 (1.5x torch bf16, 2.6x fp32 on an AVX-512 VNNI CPU, readings within noise of torch's) or "
-             "--precision fp32 (torch's readings); torch: PyTorch. The ONNX model is built at the first run and "
-             "cached per model")
+             "int8 (the fastest on CPU; readings within noise of torch's: MODEL.md) or --precision fp32 (torch's "
+             "readings); torch: PyTorch. The ONNX model is built at the first run and cached per model")
     min_width: int = ImageSpec.min_width
-    max_width: int = _flag(ImageSpec.max_width,
-                           help="widest crop after resizing to height 32; wider ones are squeezed to it")
-    vertical_ratio: float = _flag(ImageSpec.vertical_ratio,
-                                  help="crops at least this many times taller than wide are also read turned a "
-                                       "quarter (vertical text, top to bottom); 0 turns none")
-    rows_per_file: int | None = _flag(None, help="at least this many rows per output Parquet file")
-    overwrite: bool = _flag(False, help="replace a complete output")
-    resume: bool = _flag(False, help="continue an interrupted run into the same --output")
-    stats: bool = _flag(False, help="print per-stage timing (Ray Data's ds.stats())")
-    dashboard: bool = _flag(False, help="start Ray's dashboard with the local Ray this job starts (costs ~2 s; "
-                                        "unused on a cluster)")
-    address: str = _flag("auto", help="Ray to run on: auto (default, as ray.init(): RAY_ADDRESS, which a `ray job` "
-                                      "sets, else the cluster of the latest `ray start` on this machine, else a new "
-                                      "local Ray), local (always a new local Ray), or HOST:PORT of a running "
-                                      "cluster's head")
-    actor_restarts: int = _flag(20, help="restarts of a dead model actor before the job fails (-1: no limit)")
+    max_width: int = option(ImageSpec.max_width,
+                            help="widest crop after resizing to height 32; wider ones are squeezed to it")
+    vertical_ratio: float = option(ImageSpec.vertical_ratio,
+                                   help="crops at least this many times taller than wide are also read turned a "
+                                        "quarter (vertical text, top to bottom); 0 turns none")
+    rows_per_file: int | None = option(None, help="at least this many rows per output Parquet file")
+    overwrite: bool = option(False, help="replace a complete output")
+    resume: bool = option(False, help="continue an interrupted run into the same --output")
+    stats: bool = option(False, help="print per-stage timing (Ray Data's ds.stats())")
+    dashboard: bool = option(False, help="start Ray's dashboard with the local Ray this job starts (it slows the "
+                                         "start; unused on a cluster)")
+    address: str = option("auto", help="Ray to run on: auto (default, as ray.init(): RAY_ADDRESS, which a `ray "
+                                       "job` sets, else the cluster of the latest `ray start` on this machine, else "
+                                       "a new local Ray), local (always a new local Ray), or HOST:PORT of a "
+                                       "running cluster's head")
+    actor_restarts: int = option(20, help="restarts of a dead model actor before the job fails (-1: no limit)")
     storage_options: dict = field(default_factory=dict)   # fsspec/s3fs options (jobs.ocr: --storage-option(s-file))
 
     def public(self) -> dict:
@@ -109,54 +110,61 @@ def run_ocr(opts: OcrOptions) -> dict:
     except CheckpointError as e:
         raise UserError(str(e)) from None
     model_id = f"{meta['name']}:{meta['version']}"
-    _check_backend(opts)
+    backend = check_backend(opts)
     src_store = Storage(opts.input, opts.storage_options)
     source = find_source(src_store, opts.input_format, opts.image_column)
     id_column = choose_id_column(opts.id_column, source, opts.resume)
     out_id = output_name(id_column) if id_column else None   # its name in the output
-    writer = OutputWriter(Storage(opts.output, opts.storage_options), overwrite=opts.overwrite, resume=opts.resume)
-    with writer:  # the output's lease, taken before any long work: a second run refuses at once
+    # The output's lease, taken before any long work: a second run refuses at once
+    with OutputWriter(Storage(opts.output, opts.storage_options), overwrite=opts.overwrite,
+                      resume=opts.resume) as writer:
         rows_in = _count_rows(src_store, source)
         if opts.resume and source.format == "parquet":
             _check_unique_ids(src_store, source, id_column)
         if rows_in == 0:  # nothing to read: an empty, complete output, without starting Ray or the model
-            schema = _empty_schema(src_store, source, opts.image_column)
-            return writer.write(schema, lambda staged: _summary(opts, staged, 0, out_id, model_id, t0))
-        onnx = None
-        if resolve_backend(opts.backend, opts.num_gpus) == "onnx":
-            # Built here, once (cached per model), not by every actor, which then reads without PyTorch
-            onnx = {"model": onnx_model(model, opts.precision or "int8"), "charset": charset.symbols, "meta": meta}
-        del model
-        _init_ray(opts)
-        journal_dir = os.path.join(tempfile.gettempdir(), f"crnn-ocr-journal-{uuid.uuid4().hex[:12]}")
-        rows = lambda done: _dataset(opts, src_store, source, out_id, rows_in, done, journal_dir, onnx)
-        try:
-            with without_false_alarms():  # entered after ray.init: Ray's processes must not inherit the filter
-                return writer.write(rows, lambda staged: _summary(opts, staged, rows_in, out_id, model_id, t0),
-                                    id_column=id_column, rows_per_file=opts.rows_per_file)
-        except ray.exceptions.ActorDiedError as e:
-            raise JobFailed(f"the model actor died more than --actor-restarts={opts.actor_restarts} times "
-                            f"({_death_cause(e)}); rows read so far are staged in {writer.staging!r}: "
-                            f"rerun with --resume to finish") from None
-        finally:
-            shutil.rmtree(journal_dir, ignore_errors=True)
+            writer.stage_empty(_empty_schema(src_store, source, opts.image_column))
+            done = []
+        else:
+            done = writer.resumed_ids(out_id)
+            onnx = None
+            if backend == "onnx":
+                # Built here, once (cached per model), not by every actor, which then reads without PyTorch
+                onnx = {"model": onnx_model(model, opts.precision or "int8"), "charset": charset.symbols,
+                        "meta": meta}
+            del model
+            _init_ray(opts)
+            journal_dir = os.path.join(tempfile.gettempdir(), f"crnn-ocr-journal-{uuid.uuid4().hex[:12]}")
+            ds = _dataset(opts, backend, src_store, source, out_id, rows_in, done, journal_dir, onnx)
+            try:
+                with without_false_alarms():  # entered after ray.init: Ray's processes must not inherit the filter
+                    writer.stage(ds, rows_per_file=opts.rows_per_file)
+            except ray.exceptions.ActorDiedError as e:
+                raise JobFailed(f"the model actor died more than --actor-restarts={opts.actor_restarts} times "
+                                f"({_death_cause(e)}); rows read so far are staged in {writer.staging!r}: "
+                                f"rerun with --resume to finish") from None
+            finally:
+                shutil.rmtree(journal_dir, ignore_errors=True)
+            if opts.stats:
+                print(ds.stats())
+        counts = writer.counts(out_id)
+        # Ids are checked unique up front only for --resume; otherwise a repeated input id is reported, not fatal.
+        if counts["rows"] != rows_in or (opts.resume and counts["unique_ids"] != rows_in):
+            raise writer.incomplete(f"{rows_in} rows in, {counts['rows']} written ({counts.get('unique_ids')} "
+                                    f"distinct ids)", resumable=bool(out_id))
+        summary = _summary(opts, backend, counts, rows_in, len(done), out_id, model_id, t0)
+        writer.commit(summary)
+    return summary
 
 
-def _check_backend(opts: OcrOptions) -> None:
-    """Refuse here, in one line, a backend the model actors could not start (they would fail, and be
+def check_backend(opts: OcrOptions) -> str:
+    """The model actors' backend; refused here, in one line, if they could not start it (they would fail, and be
     restarted, only once the job runs)."""
-    backend = resolve_backend(opts.backend, opts.num_gpus)
-    if backend == "onnx":
-        if opts.num_gpus > 0:
-            raise UserError(f"--backend onnx runs on the CPU; with --num-gpus {opts.num_gpus:g} use --backend torch")
-        if opts.precision not in (None, "int8", "fp32"):
-            raise UserError(f"--backend onnx runs in int8 or fp32, got --precision {opts.precision}"
-                            + (" (bf16 and fp16 run on --backend torch)" if opts.backend == "auto" else ""))
-        if not all(importlib.util.find_spec(m) for m in ("onnxruntime", "onnx")):
-            raise UserError(ONNX_MISSING)
-    elif opts.precision == "int8":
-        raise UserError(f"--precision int8 runs on backend onnx (CPU), got backend {backend}"
-                        + (" (--num-gpus > 0)" if opts.backend == "auto" else ""))
+    try:
+        return backends.check(opts.backend, opts.precision, gpu=opts.num_gpus > 0,
+                              names={"backend": "--backend", "precision": "--precision",
+                                     "gpu": f"--num-gpus {opts.num_gpus:g}"})
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 def _init_ray(opts: OcrOptions) -> None:
@@ -169,7 +177,7 @@ def _init_ray(opts: OcrOptions) -> None:
                             f"(choose a running cluster with --address HOST:PORT, or --address local)") from None
 
 
-def _dataset(opts: OcrOptions, store: Storage, source: Source, out_id: str | None, rows_in: int,
+def _dataset(opts: OcrOptions, backend: str, store: Storage, source: Source, out_id: str | None, rows_in: int,
              done: pa.Array, journal_dir: str, onnx: dict | None = None) -> ray.data.Dataset:
     """The streaming Dataset of the output rows still to do (`done`: the ids of `out_id` an earlier run staged):
     read -> preprocess -> batch -> predict (`onnx`: the model built for the ONNX backend, see CRNNPredictor)."""
@@ -203,7 +211,7 @@ def _dataset(opts: OcrOptions, store: Storage, source: Source, out_id: str | Non
         ds = ds.map_batches(
             CRNNPredictor,
             fn_constructor_kwargs={"model_path": opts.model, "precision": opts.precision, "decoder": opts.decoder,
-                                   "backend": resolve_backend(opts.backend, opts.num_gpus), "threads": pool.threads,
+                                   "backend": backend, "threads": pool.threads,
                                    "journal_dir": journal_dir, "onnx": onnx},
             batch_size=pool.batch_size, batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=pool.actors, enable_true_multi_threading=pool.true_multi_threading),
@@ -215,29 +223,18 @@ def _dataset(opts: OcrOptions, store: Storage, source: Source, out_id: str | Non
     return ds
 
 
-def _summary(opts: OcrOptions, staged: Staged, rows_in: int, out_id: str | None, model_id: str,
-             t0: float) -> dict:
-    """Check that the staged rows account for the input (OutputCheckFailed if not) and describe the run. An
-    empty input (rows_in 0) has no ids to count."""
-    if opts.stats and staged.dataset is not None:
-        print(staged.dataset.stats())
-    if rows_in:
-        counts = staged.counts(out_id)
-    else:
-        counts = staged.counts(None) | ({"unique_ids": 0, "null_ids": 0} if out_id else {})
-    # Ids are checked unique up front only for --resume; otherwise a repeated input id is reported, not fatal.
-    if counts["rows"] != rows_in or (opts.resume and counts["unique_ids"] != rows_in):
-        raise staged.incomplete(f"{rows_in} rows in, {counts['rows']} written ({counts.get('unique_ids')} distinct "
-                                f"ids)", resumable=bool(out_id))
+def _summary(opts: OcrOptions, backend: str, counts: dict, rows_in: int, resumed: int, out_id: str | None,
+             model_id: str, t0: float) -> dict:
+    """What `_summary.json` says of the run: the staged rows' counts, timing, model, options."""
     null_ids = counts.get("null_ids")
     wall = time.time() - t0
     return {"rows_in": rows_in, "ok": counts["rows"] - counts["failed"], "failed": counts["failed"],
-            "errors": counts["errors"], "resumed_rows": staged.resumed,
+            "errors": counts["errors"], "resumed_rows": resumed,
             "repeated_ids": rows_in - counts["unique_ids"] - null_ids if out_id else None,
             "null_ids": null_ids,
             "wall_s": round(wall, 3),
-            "crops_per_s": round((rows_in - staged.resumed) / wall, 1) if rows_in else 0.0, "model": model_id,
-            "backend": resolve_backend(opts.backend, opts.num_gpus),
+            "crops_per_s": round((rows_in - resumed) / wall, 1) if rows_in else 0.0, "model": model_id,
+            "backend": backend,
             "input": opts.input, "output": opts.output, "options": opts.public()}
 
 

@@ -7,6 +7,10 @@ line is recorded by the shell, `ps` and Ray's job list); they are passed to fssp
 
 from __future__ import annotations
 
+import json
+import os
+import threading
+
 import fsspec
 import pyarrow.fs as pafs
 from fsspec.core import url_to_fs
@@ -74,6 +78,26 @@ class Storage:
         """Full URL for a path on this filesystem (how users see it)."""
         return path if self.is_local else f"{self.protocol}://{path}"
 
+    def read_json(self, path: str) -> dict | None:
+        """A small JSON object file (a lease, `_SUCCESS`), or None if it is missing or not whole JSON."""
+        data = self.call("reading output", _cat, self.fs, path)
+        try:
+            value = json.loads(data) if data is not None else None
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
+    def put_json(self, path: str, value: dict, indent: int | None = None) -> None:
+        """Write a JSON file whole: local files by rename (no reader sees half of one), objects in one PUT."""
+        data = json.dumps(value, indent=indent).encode()
+        if self.is_local:
+            tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        else:
+            self.fs.pipe_file(path, data)
+
     def call(self, what: str, fn, *args, **kwargs):
         """Run a filesystem call, turning storage failures into one-line UserErrors naming the URI."""
         try:
@@ -97,6 +121,21 @@ class Storage:
                         "ConnectTimeoutError", "ReadTimeoutError"):
                 raise UserError(f"{what}: {self.uri!r}: {name}: {_one_line(e)}") from None
             raise
+
+
+def _cat(fs, path: str) -> bytes | None:
+    try:
+        return fs.cat_file(path)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+
+
+def remove_local(path: str) -> None:
+    """os.remove, a file already gone being no error."""
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
 
 
 def _one_line(e: Exception) -> str:

@@ -7,7 +7,7 @@ from PIL import Image
 from crnn.image import normalize_crop
 from pipeline.batch import batch_crops, sort_by_width
 from pipeline.preprocess import preprocess_batch
-from tests.conftest import crop_bytes
+from tests.helpers import crop_bytes
 
 
 def _batch(widths):

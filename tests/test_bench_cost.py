@@ -1,11 +1,11 @@
-"""jobs.bench_cost: each stage's cost in-process, Ray Data's stats parsed, a whole (small) job's CPU by role."""
+"""jobs.bench.cost: each stage's cost in-process, Ray Data's stats parsed, a whole (small) job's CPU by role."""
 
 import json
 
 import pyarrow.parquet as pq
 
-from jobs import bench_cost
-from tests.conftest import crop_table
+from jobs.bench import cost as bench_cost
+from tests.helpers import crop_table
 
 STATS = """Operator 1 ReadParquet->Project: 2 tasks executed, 2 blocks produced in 3.59s
 * Remote wall time: 262.29ms min, 1.32s max, 789.1ms mean, 1.58s total

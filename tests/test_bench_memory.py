@@ -1,8 +1,8 @@
-"""jobs.bench_memory's accounting: which process is which, and their memory read from /proc."""
+"""jobs.bench.memory's accounting: which process is which, and their memory read from /proc."""
 
 import os
 
-from jobs.bench_memory import _breakdown, _role
+from jobs.bench.memory import _breakdown, _role
 
 
 def test_roles_from_ray_process_titles():

@@ -1,11 +1,11 @@
-"""jobs.benchmark's helpers: sized inputs (repeated rows, fresh ids, several files), options, the GPU check."""
+"""jobs.bench.benchmark's helpers: sized inputs (repeated rows, fresh ids, several files), options, the GPU check."""
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
 
-from jobs import benchmark
+from jobs.bench import benchmark
 
 
 def test_sized_input_repeats_rows_with_fresh_ids(tmp_path):
@@ -55,8 +55,8 @@ def test_gpu_monitor_parses_nvidia_smi(tmp_path, monkeypatch):
 def test_gpu_stages_runs_every_stage_on_cpu(tmp_path):
     import json
 
-    from jobs import bench_gpu_stages
-    from tests.conftest import crop_table
+    from jobs.bench import gpu_stages as bench_gpu_stages
+    from tests.helpers import crop_table
 
     pq.write_table(crop_table(24), tmp_path / "crops.parquet")
     out = tmp_path / "stages.json"

@@ -26,7 +26,7 @@ import pytest
 from jobs.ocr import main as ocr_main
 from pipeline.errors import UserError
 from pipeline.storage import parse_storage_options
-from tests.conftest import crop_bytes, free_port, kill_session
+from tests.helpers import crop_bytes, free_port, kill_session
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -27,7 +27,7 @@ import pandas as pd
 import pytest
 import s3fs
 
-from tests.conftest import FAKE_KEY_ID, FAKE_SECRET, free_port, kill_session, write_crops_parquet
+from tests.helpers import FAKE_KEY_ID, FAKE_SECRET, free_port, kill_session, write_crops_parquet
 
 REPO = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))

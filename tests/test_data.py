@@ -9,7 +9,7 @@ from PIL import Image
 from crnn.charset import Charset
 from crnn.image import decode_image, normalize_crop, to_gray
 from crnn.training.data import TRAINING_SPEC, CropStream, RealCrops, Sample, split_by_doc
-from tests.conftest import crop_bytes, encode
+from tests.helpers import crop_bytes, encode
 
 
 def test_split_by_doc_keeps_documents_whole():

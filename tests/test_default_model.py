@@ -16,10 +16,10 @@ from crnn import Recognizer
 from crnn.charset import normalize
 from crnn.image import ImageSpec, normalize_crop, pad_batch
 from crnn.training import splits
-from crnn.training.metrics import accuracy_by_score, text_metrics
+from crnn.metrics import accuracy_by_score, text_metrics
 from pipeline import OcrOptions, run_ocr
-from jobs.lines import main as lines_main
-from tests.conftest import encode
+from crnn.training.lines import main as lines_main
+from tests.helpers import encode
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FUNSD, SROIE = DATA / splits.data_file("funsd"), DATA / splits.data_file("sroie")

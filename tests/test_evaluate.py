@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jobs.evaluate import main as evaluate_main
-from tests.conftest import crop_bytes
+from tests.helpers import crop_bytes
 
 
 def test_synthetic_set_is_scored_by_degradation(ray_local, tmp_path):
@@ -40,14 +40,14 @@ def test_missing_label_column_is_one_line(ray_local, tmp_path, capsys):
 
 
 def test_metrics_can_ignore_spaces_that_word_labels_insert():
-    from crnn.training.metrics import text_metrics
+    from crnn.metrics import text_metrics
 
     m = text_metrics(["F.P.M. Roller", "Tota1 Due", "Net 30"], ["F. P. M. Roller", "Total Due", "Net 30"])
     assert m["exact"] == pytest.approx(1 / 3) and m["ignore_spaces"] == pytest.approx(2 / 3)
 
 
 def test_accuracy_by_score_counts_kept_crops_and_their_accuracy():
-    from crnn.training.metrics import accuracy_by_score
+    from crnn.metrics import accuracy_by_score
 
     preds, labels = ["Total", "Tota1", "Due", "Net", ""], ["Total", "Total", "Due", "Net 30", "Fax"]
     rows = accuracy_by_score(preds, labels, [0.99, 0.6, 0.92, 0.95, float("nan")], thresholds=(0.5, 0.9, 0.97))
@@ -83,7 +83,7 @@ def _fake_data_dir(path):
 
 def test_split_scores_forms_and_receipts_with_a_paired_baseline(ray_local, small_model, tmp_path, capsys):
     from crnn.checkpoint import DEFAULT_MODEL
-    from crnn.training.metrics import crop_scores
+    from crnn.metrics import crop_scores
 
     data, out = _fake_data_dir(tmp_path / "data"), tmp_path / "ev"
     assert evaluate_main(["--split", "validation", "--data-dir", str(data), "--model", str(DEFAULT_MODEL),

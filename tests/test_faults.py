@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from pipeline.predict import CRASHED
-from tests.conftest import crop_bytes, encode, write_crops_parquet
+from tests.helpers import crop_bytes, encode, write_crops_parquet
 
 REPO = Path(__file__).resolve().parents[1]
 POISON = 200

@@ -22,7 +22,7 @@ from pipeline.errors import UserError
 from pipeline.preprocess import preprocess_batch
 from pipeline.read import find_source
 from pipeline.storage import Storage
-from tests.conftest import crop_bytes, encode
+from tests.helpers import crop_bytes, encode
 
 GOOD_WORDS = ["Date:", "TOTAL", "R&D", "(212) 555-0199", "invoice", "$1,234.56"]
 

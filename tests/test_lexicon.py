@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from crnn.lexicon import CharNgram, WordPrior, load_prior
-from tests.conftest import crop_bytes
+from tests.helpers import crop_bytes
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Lines rebuilt from word crops (crnn/training/lines.py, jobs.lines): a real page drawn with Pillow, cut into words."""
+"""Lines rebuilt from word crops (crnn/training/lines.py, crnn.training.lines): a real page drawn with Pillow, cut into words."""
 
 import io
 
@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageFont
 
 from crnn.training.lines import Word, assemble_lines, group_lines
-from jobs.lines import main as lines_main
-from tests.conftest import encode
+from crnn.training.lines import main as lines_main
+from tests.helpers import encode
 
 PAPER = 235
 

@@ -1,11 +1,11 @@
-"""crnn.training.metrics' statistics on numbers small enough to check by hand."""
+"""crnn.metrics' statistics on numbers small enough to check by hand."""
 
 import math
 
 import numpy as np
 import pytest
 
-from crnn.training.metrics import crop_scores, metric_errors, paired_counts, sign_test, standard_error, text_metrics
+from crnn.metrics import crop_scores, metric_errors, paired_counts, sign_test, standard_error, text_metrics
 
 
 def test_standard_error_with_one_crop_per_document_is_the_textbook_one():

@@ -14,7 +14,7 @@ import ray.data
 from jobs.ocr import main as ocr_main
 from pipeline import OcrOptions, read, run_ocr
 from pipeline.storage import Storage
-from tests.conftest import WORDS, crop_bytes, write_crops_parquet
+from tests.helpers import WORDS, crop_bytes, write_crops_parquet
 
 LOCAL = fsspec.filesystem("file")
 
@@ -96,7 +96,7 @@ def test_user_mistakes_get_one_line(ray_local, small_model, tmp_path, capsys, ca
         expect = "--backend onnx runs on the CPU"
     elif case == "int8_on_gpu":
         args += ["--precision", "int8", "--num-gpus", "1"]
-        expect = "--precision int8 runs on backend onnx (CPU), got backend torch (--num-gpus > 0)"
+        expect = "--precision int8 runs on backend onnx (CPU), got backend torch (--num-gpus 1)"
     elif case == "bf16_on_onnx":
         args += ["--precision", "bf16"]
         expect = "--backend onnx runs in int8 or fp32, got --precision bf16"

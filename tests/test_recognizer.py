@@ -14,7 +14,7 @@ from crnn.checkpoint import load_checkpoint, save_checkpoint
 from crnn.image import normalize_crop, turned_crop
 from crnn.model import CRNN, CRNNConfig
 from crnn.recognizer import Recognizer, default_precision, prefer_turned
-from tests.conftest import crop_bytes
+from tests.helpers import crop_bytes
 
 
 def _image(text, vertical=False):
@@ -181,14 +181,16 @@ def test_onnx_backend_reads_as_torch_on_real_crops(tmp_path, monkeypatch):
 
 
 def test_recognizer_rejects_bad_backends(model_path):
-    with pytest.raises(ValueError, match="backend must be one of torch, onnx"):
+    with pytest.raises(ValueError, match="backend must be auto or one of torch, onnx, got 'tensorrt'"):
         Recognizer.load(model_path, backend="tensorrt")
-    with pytest.raises(ValueError, match="CPU only"):
+    with pytest.raises(ValueError, match="backend onnx runs on the CPU; with device cuda use backend torch"):
         Recognizer.load(model_path, device="cuda", backend="onnx")
-    with pytest.raises(ValueError, match="int8 or fp32"):
+    with pytest.raises(ValueError, match="backend onnx runs in int8 or fp32, got precision bf16"):
         Recognizer.load(model_path, device="cpu", precision="bf16", backend="onnx")
-    with pytest.raises(ValueError, match="int8 is computed by backend onnx"):
+    with pytest.raises(ValueError, match="precision int8 runs on backend onnx"):
         Recognizer.load(model_path, device="cpu", precision="int8")
+    with pytest.raises(ValueError, match="precision must be bf16, fp16 or fp32 on backend torch, got 'fp8'"):
+        Recognizer.load(model_path, device="cpu", precision="fp8")
 
 
 def test_int8_backend_reads_rendered_words_as_fp32(tmp_path, monkeypatch):

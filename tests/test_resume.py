@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jobs.ocr import main as ocr_main
-from tests.conftest import crop_bytes, kill_session
+from tests.helpers import crop_bytes, kill_session
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = ["Date:", "TOTAL", "R&D", "invoice", "#12-B", "$1,234.56", "Name", "a"]

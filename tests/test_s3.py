@@ -21,7 +21,7 @@ import s3fs
 
 from jobs.ocr import main as ocr_main
 from jobs.pack import main as pack_main
-from tests.conftest import FAKE_KEY_ID, FAKE_SECRET, crop_bytes, free_port, write_crops_parquet
+from tests.helpers import FAKE_KEY_ID, FAKE_SECRET, crop_bytes, free_port, write_crops_parquet
 
 BUCKET = "ocr-test"
 BAD = {3: b"", 7: crop_bytes("truncated")[:40], 11: b"this is not an image", 15: None}

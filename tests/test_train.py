@@ -15,7 +15,7 @@ from crnn import Recognizer
 from crnn.checkpoint import load_checkpoint
 from crnn.training.data import split_by_doc
 from jobs.train import main as train_main
-from tests.conftest import crop_bytes
+from tests.helpers import crop_bytes
 
 WORDS = ["Invoice", "TOTAL", "42.50", "Date:", "to", "Smith", "No.", "(212)"]
 FORMS = [f"form{d}" for d in range(10)]

@@ -21,19 +21,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import pipeline.write as write
+import pipeline.commit as commit
+import pipeline.lease as lease_module
 from jobs.ocr import main as ocr_main
 from pipeline import OcrOptions, run_ocr
 from pipeline.errors import UserError
 from pipeline.storage import Storage
 from pipeline.write import OutputCheckFailed, OutputWriter
-from tests.conftest import crop_bytes, write_crops_parquet
+from tests.helpers import crop_bytes, write_crops_parquet
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _writer(out: Path, overwrite: bool = False) -> OutputWriter:
-    return OutputWriter(Storage(str(out)), overwrite=overwrite)
+def _writer(out: Path, overwrite: bool = False, resume: bool = False) -> OutputWriter:
+    return OutputWriter(Storage(str(out)), overwrite=overwrite, resume=resume)
 
 
 def _table(tag: str, n: int) -> pa.Table:
@@ -43,14 +44,12 @@ def _table(tag: str, n: int) -> pa.Table:
 def _committed(out: Path, tag: str, parts: int = 3, rows: int = 4, overwrite: bool = False) -> OutputWriter:
     """A complete output of `parts` parts of `rows` rows, all with text `tag`, committed by a writer."""
     w = _staged(out, tag, parts, rows, overwrite)
-    w._commit({"rows_in": parts * rows})
+    w.commit({"rows_in": parts * rows})
     return w
 
 
 def _staged(out: Path, tag: str, parts: int = 3, rows: int = 4, overwrite: bool = True) -> OutputWriter:
-    w = _writer(out, overwrite)
-    w._check_target()
-    w._prepare(resume=False)
+    w = _writer(out, overwrite).__enter__()
     for k in range(parts):
         pq.write_table(_table(f"{tag}{k}", rows), Path(w.staging) / f"{tag}-{k}.parquet")
     return w
@@ -105,8 +104,8 @@ def test_second_run_refuses_while_another_process_holds_the_output(tmp_path, sma
     out = tmp_path / "out"
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pipeline.storage import Storage; "
-         "from pipeline.write import OutputWriter; w = OutputWriter(Storage(sys.argv[1])); w._check_target(); "
-         "w._prepare(False); print(w.run_id, flush=True); time.sleep(120)", str(out)],
+         "from pipeline.write import OutputWriter; w = OutputWriter(Storage(sys.argv[1])).__enter__(); "
+         "print(w.run_id, flush=True); time.sleep(120)", str(out)],
         cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         run_id = holder.stdout.readline().strip()
@@ -123,12 +122,9 @@ def test_second_run_refuses_while_another_process_holds_the_output(tmp_path, sma
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    w = _writer(out)
-    w._check_target(resume=True)                    # its process is gone: taken over, its parts kept
-    assert json.loads((out / "_staging" / "_lease.json").read_text())["run_id"] == w.run_id
-    w._prepare(resume=True)
-    assert staged.exists()
-    w._release()
+    with _writer(out, resume=True) as w:            # its process is gone: taken over, its parts kept
+        assert json.loads((out / "_staging" / "_lease.json").read_text())["run_id"] == w.run_id
+        assert staged.exists()
 
 
 @pytest.mark.parametrize("case", ["dead_pid", "stale_heartbeat", "live_other_host", "reused_pid"])
@@ -140,7 +136,7 @@ def test_lease_taken_over_only_from_a_run_that_is_gone(tmp_path, case):
     if case == "dead_pid":
         _lease(lease, pid=_dead_pid())
     elif case == "stale_heartbeat":                 # another host: only the heartbeat can tell
-        _lease(lease, host="elsewhere", heartbeat=time.time() - write.STALE_S - 1)
+        _lease(lease, host="elsewhere", heartbeat=time.time() - lease_module.STALE_S - 1)
     elif case == "live_other_host":
         _lease(lease, host="elsewhere", pid=_dead_pid())
     else:                                           # this pid, but not the process that took the lease
@@ -148,17 +144,16 @@ def test_lease_taken_over_only_from_a_run_that_is_gone(tmp_path, case):
     w = _writer(out)
     if case == "live_other_host":
         with pytest.raises(UserError, match=r"in use by run other-run \(pid \d+ on elsewhere, .* last heartbeat 0 s"):
-            w._check_target()
+            w.__enter__()
         assert json.loads(lease.read_text())["run_id"] == "other-run"
     else:
-        w._check_target()
-        assert json.loads(lease.read_text())["run_id"] == w.run_id
-        w._release()
+        with w:
+            assert json.loads(lease.read_text())["run_id"] == w.run_id
         assert not lease.exists()
 
 
 def test_heartbeat_refreshes_and_a_lost_lease_is_never_committed(tmp_path, monkeypatch):
-    monkeypatch.setattr(write, "HEARTBEAT_S", 0.05)
+    monkeypatch.setattr(lease_module, "HEARTBEAT_S", 0.05)
     out = tmp_path / "out"
     w = _staged(out, "new")
     lease = out / "_staging" / "_lease.json"
@@ -167,7 +162,7 @@ def test_heartbeat_refreshes_and_a_lost_lease_is_never_committed(tmp_path, monke
     assert json.loads(lease.read_text())["heartbeat"] > first
     _lease(lease, run_id="usurper")                 # taken over (this run was silent past STALE_S, say)
     with pytest.raises(UserError, match=r"lost its lease to run usurper: nothing was committed"):
-        w._commit({})
+        w.commit({})
     assert not (out / "_SUCCESS").exists() and not list(out.glob("*.parquet"))
     assert json.loads(lease.read_text())["run_id"] == "usurper"    # the new holder's lease left alone
 
@@ -176,7 +171,7 @@ def test_lease_let_go_on_failure_and_when_the_writer_is_dropped(tmp_path):
     out = tmp_path / "out"
     _committed(out, "old")
     with pytest.raises(UserError, match="already complete"):
-        _writer(out)._check_target()
+        _writer(out).__enter__()
     assert sorted(p.name for p in out.iterdir()) == ["_SUCCESS", "_summary.json", "old-0.parquet", "old-1.parquet",
                                                      "old-2.parquet"]
     w = _staged(tmp_path / "other", "x")
@@ -185,7 +180,8 @@ def test_lease_let_go_on_failure_and_when_the_writer_is_dropped(tmp_path):
     del w
     gc.collect()
     assert not lease.exists() and (tmp_path / "other" / "_staging" / "x-0.parquet").exists()
-    _writer(tmp_path / "other")._check_target(resume=True)         # free again
+    with _writer(tmp_path / "other", resume=True):                 # free again
+        pass
 
 
 # --- the commit ----------------------------------------------------------------------------------------
@@ -205,7 +201,7 @@ def test_commit_is_never_seen_half(tmp_path, monkeypatch):
         seen.append(_seen(out))
 
     monkeypatch.setattr(os, "rename", watched)
-    w._commit({"rows_in": 12})
+    w.commit({"rows_in": 12})
     monkeypatch.undo()
     assert old == "12 rows: old" and seen[0] == old and seen[-1] == new and _seen(out) == new
     assert set(seen) <= {old, "missing", new}, seen
@@ -236,10 +232,10 @@ def test_interrupted_commit_is_finished_by_the_next_run(tmp_path, monkeypatch, s
         rename(a, b)
 
     monkeypatch.setattr(os, "rename", dies)
-    monkeypatch.setattr(write.shutil, "rmtree", lambda *a, **k: (_ for _ in ()).throw(_Killed()))
-    monkeypatch.setattr(write._Lease, "release", lambda self: self.stop())   # a killed run lets go of nothing
+    monkeypatch.setattr(commit.shutil, "rmtree", lambda *a, **k: (_ for _ in ()).throw(_Killed()))
+    monkeypatch.setattr(lease_module.Lease, "release", lambda self: self.stop())   # a killed run lets go of nothing
     with pytest.raises(_Killed):
-        w._commit({"rows_in": 12})
+        w.commit({"rows_in": 12})
     monkeypatch.undo()
     assert _seen(out) in {"12 rows: old", "missing", "12 rows: new"}
     assert len(list(tmp_path.iterdir())) > 1 or step == 1           # left half done: a folder beside the output
@@ -247,7 +243,7 @@ def test_interrupted_commit_is_finished_by_the_next_run(tmp_path, monkeypatch, s
 
     nxt = _writer(out)
     with pytest.raises(UserError, match="already complete"):        # finished: complete, and it is the new one
-        nxt._check_target()
+        nxt.__enter__()
     assert _seen(out) == "12 rows: new" and json.loads((out / "_SUCCESS").read_text())["run_id"] == w.run_id
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert sorted(p.name for p in out.iterdir()) == ["_SUCCESS", "_summary.json", "new-0.parquet", "new-1.parquet",
@@ -269,9 +265,9 @@ def test_interrupted_commit_without_a_whole_success_goes_back_to_staging(tmp_pat
         rename(a, b)
 
     monkeypatch.setattr(os, "rename", dies)
-    monkeypatch.setattr(write._Lease, "release", lambda self: self.stop())
+    monkeypatch.setattr(lease_module.Lease, "release", lambda self: self.stop())
     with pytest.raises(_Killed):
-        w._commit({})
+        w.commit({})
     monkeypatch.undo()
     assert _seen(out) == "missing"
     commit = tmp_path / f".out.commit-{w.run_id}"
@@ -280,7 +276,7 @@ def test_interrupted_commit_without_a_whole_success_goes_back_to_staging(tmp_pat
 
     nxt = _writer(out)
     with pytest.raises(UserError, match="already complete"):        # the old output is back
-        nxt._check_target()
+        nxt.__enter__()
     assert _seen(out) == "12 rows: old"
     assert sorted(p.name for p in (out / "_staging").glob("*.parquet")) == [f"new-{k}.parquet" for k in range(3)]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
@@ -293,7 +289,7 @@ def test_output_with_other_files_is_committed_in_place(tmp_path):
     out.mkdir()
     (out / ".gitkeep").write_text("mine")
     w = _staged(out, "new", parts=2, overwrite=False)
-    w._commit({})
+    w.commit({})
     assert (out / ".gitkeep").read_text() == "mine" and _seen(out) == "8 rows: new"
     success = json.loads((out / "_SUCCESS").read_text())
     assert {p["name"] for p in success["parts"]} == {p.name for p in out.glob("*.parquet")} == {"new-0.parquet",
@@ -307,41 +303,47 @@ def test_staged_counts_by_kind_of_error(tmp_path):
               "not an image (unrecognised format)", None, "truncated image"]
     pq.write_table(pa.table({"id": [str(i) for i in range(7)], "error": errors}), Path(w.staging) / "a.parquet")
     pq.write_table(pa.table({"id": ["7"], "error": ["truncated image"]}), Path(w.staging) / "b.parquet")
-    counts = w._staged_counts("id")
+    counts = w.counts("id")
     assert counts == {"rows": 8, "failed": 6, "unique_ids": 8, "null_ids": 0,
                       "errors": {"truncated image": 3, "image too large": 2, "not an image (unrecognised format)": 1}}
     assert list(counts["errors"]) == ["truncated image", "image too large", "not an image (unrecognised format)"]
-    w._release()
+    w.close()
 
 
-def test_one_entry_point_stages_checks_and_commits(tmp_path):
-    """`with OutputWriter(...) as w: w.write(rows, summarize)`: the lease is held in the block, `summarize` sees
-    what was staged and its summary is committed; one that raises commits nothing, keeps the staged part and
-    lets go of the lease."""
+def test_the_writer_flows_one_way(tmp_path):
+    """`with OutputWriter(...) as w`: the lease is held in the block; stage, count what was staged, commit. A
+    block left by an error (the check failed) commits nothing, keeps the staged part and lets go of the lease."""
     out = tmp_path / "out"
     schema = pa.schema([("id", pa.string()), ("error", pa.string())])
-    seen = []
-
-    def summarize(staged):
-        seen.append(([Path(p).name for p in staged.parts()], staged.counts("id"), staged.resumed))
-        return {"rows_in": 0}
-
     with _writer(out) as w:
         assert json.loads((out / "_staging" / "_lease.json").read_text())["run_id"] == w.run_id
-        assert w.write(schema, summarize) == {"rows_in": 0}
-    assert seen == [([f"{w.run_id}-empty.parquet"], {"rows": 0, "failed": 0, "errors": {}, "unique_ids": 0,
-                                                      "null_ids": 0}, 0)]
+        assert len(w.resumed_ids("id")) == 0
+        w.stage_empty(schema)
+        assert [Path(p).name for p in w.parts()] == [f"{w.run_id}-empty.parquet"]
+        assert w.counts("id") == {"rows": 0, "failed": 0, "errors": {}, "unique_ids": 0, "null_ids": 0}
+        w.commit({"rows_in": 0})
     assert json.loads((out / "_summary.json").read_text()) == {"rows_in": 0}
     assert json.loads((out / "_SUCCESS").read_text())["run_id"] == w.run_id and not (out / "_staging").exists()
 
-    def refuses(staged):
-        raise staged.incomplete("0 rows in, 1 written", resumable=False)
-
     with pytest.raises(OutputCheckFailed, match=r"output check failed: 0 rows in, 1 written; nothing was committed"):
         with _writer(out, overwrite=True) as again:
-            again.write(schema, refuses)
+            again.stage_empty(schema)
+            raise again.incomplete("0 rows in, 1 written", resumable=False)
     assert json.loads((out / "_SUCCESS").read_text())["run_id"] == w.run_id          # the old output stays
     assert [p.name for p in (out / "_staging").iterdir()] == [f"{again.run_id}-empty.parquet"]
+
+
+def test_resuming_keeps_the_parts_and_reads_their_ids(tmp_path):
+    """An interrupted run's parts: ids of the readable ones come back; a half-written one is deleted."""
+    out = tmp_path / "out"
+    w = _staged(out, "old", parts=2, rows=3)
+    (Path(w.staging) / "half.parquet").write_bytes(b"PAR1 cut short")
+    w.close()
+    with _writer(out, resume=True) as again:
+        assert sorted(again.resumed_ids("id").to_pylist()) == [f"old{k}-{i}" for k in range(2) for i in range(3)]
+        assert sorted(Path(p).name for p in again.parts()) == ["old-0.parquet", "old-1.parquet"]
+    with _writer(out) as fresh:                       # not resuming: the parts are discarded
+        assert fresh.parts() == [] and len(fresh.resumed_ids("id")) == 0
 
 
 # --- through the job -----------------------------------------------------------------------------------
@@ -420,22 +422,20 @@ def test_lease_and_success_on_s3(moto_s3):
     if not fs.exists(bucket):
         fs.mkdir(bucket)
     uri = f"s3://{bucket}/out-{uuid.uuid4().hex[:8]}"
-    w = OutputWriter(Storage(uri))
-    w._check_target()
-    w._prepare(resume=False)
+    w = OutputWriter(Storage(uri)).__enter__()
     with pytest.raises(UserError, match=rf"in use by run {w.run_id} \(pid {os.getpid()}"):
         other = OutputWriter(Storage(uri))
         other.run_id = "second"
-        other._check_target()
+        other.__enter__()
     key = uri.removeprefix("s3://")
     for k in range(2):
         buf = io.BytesIO()
         pq.write_table(_table(f"s3{k}", 3), buf)
         fs.pipe(f"{key}/_staging/p{k}.parquet", buf.getvalue())
-    w._commit({"rows_in": 6})
+    w.commit({"rows_in": 6})
     fs.invalidate_cache()
     success = json.loads(fs.cat_file(f"{key}/_SUCCESS"))
     assert sorted((p["name"], p["rows"]) for p in success["parts"]) == [("p0.parquet", 3), ("p1.parquet", 3)]
     assert sorted(f.rsplit("/", 1)[1] for f in fs.ls(key)) == ["_SUCCESS", "_summary.json", "p0.parquet", "p1.parquet"]
     with pytest.raises(UserError, match="already complete"):
-        OutputWriter(Storage(uri))._check_target()
+        OutputWriter(Storage(uri)).__enter__()

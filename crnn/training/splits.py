@@ -8,12 +8,15 @@ only to decide whether a model ships.
 from __future__ import annotations
 
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 SPLITS_FILE = Path(__file__).with_name("splits.json")
+# Where the team's labelled data lives (`../shared/data/README.md`), beside a checkout; CRNN_DATA_DIR moves it
+DATA_DIR = os.environ.get("CRNN_DATA_DIR", "../shared/data")
 DATASETS = ("funsd", "sroie")   # forms (words, case-sensitive) and receipts (lines, case unknown)
 SPLITS = ("validation", "test")
 
@@ -31,7 +34,7 @@ def docs(dataset: str, split: str) -> frozenset[str]:
 
 
 def data_file(dataset: str) -> str:
-    """The file name, under ../shared/data, that the dataset's split refers to."""
+    """The file name, under DATA_DIR, that the dataset's split refers to."""
     return _load()[dataset]["file"]
 
 

@@ -21,41 +21,46 @@ from tqdm import tqdm
 
 from crnn.charset import Charset
 from crnn.checkpoint import load_checkpoint, save_checkpoint
+from crnn.config import option
 from crnn.image import normalize_crop
 from crnn.model import CRNN, CRNNConfig
 from crnn.recognizer import Recognizer
 from crnn.training import splits
 from crnn.training.data import TRAINING_SPEC, CropStream, RealCrops, Sample, read_sources, split_by_doc
-from crnn.training.metrics import text_metrics
+from crnn.metrics import text_metrics
 
 
 @dataclass
 class TrainConfig:
-    out_dir: str = "runs/crnn"
-    arch: str = "small"                  # "small" or "base" (CRNNConfig)
-    steps: int = 20_000
-    batch_size: int = 64
-    lr: float = 2e-3
-    weight_decay: float = 1e-2
-    warmup: int = 500
-    real_parquet: str | None = None      # labelled crops (image, text, doc_id); "a.parquet,b.parquet*4" repeats b
-    real_fraction: float = 0.5           # share of real crops in each batch when synthetic data is on
-    caseless_parquet: str | None = None  # labelled crops whose labels' case is unknown (receipts), same syntax
-    caseless_fraction: float = 0.0       # their share of each batch (trained with CaseFold)
-    narrow_prob: float = 0.0             # share of crops squeezed narrower (CropStream)
-    synthetic: bool = True
-    font_dir: str | None = None
-    val_fraction: float = 0.0            # more documents held out by a hash of doc_id (outside crnn/training/splits.json)
-    synth_val: int = 1000                # fixed-seed synthetic validation crops
-    eval_every: int = 1000
-    workers: int = 1
-    threads: int = 0                     # torch intra-op threads (0: torch's default)
-    precision: str = "bf16"              # autocast dtype for forward/backward ("fp32" to disable)
-    seed: int = 0
-    resume: str | None = None            # a checkpoint written by this trainer
-    init: str | None = None              # start from these weights (fine-tuning), fresh optimiser
-    name: str = "crnn-printed-en"
-    version: str = "dev"
+    """One training run; `jobs.train` makes a flag of every field (crnn/config.py)."""
+    out_dir: str = option("runs/crnn", "where checkpoints and the log go (default: %(default)s)")
+    arch: str = option("small", "model size (CRNNConfig)", choices=["small", "base"])
+    steps: int = option(20_000, "optimiser steps (default: %(default)s)")
+    batch_size: int = option(64, "crops per step (default: %(default)s)")
+    lr: float = option(2e-3, "peak learning rate, AdamW, cosine after the warm-up (default: %(default)s)")
+    weight_decay: float = option(1e-2, "AdamW weight decay (default: %(default)s)")
+    warmup: int = option(500, "steps of linear learning-rate warm-up (default: %(default)s)")
+    real_parquet: str | None = option(None, "labelled crops (image, text, doc_id); 'a.parquet,b.parquet*4' repeats b")
+    real_fraction: float = option(0.5, "share of real crops in each batch when synthetic data is on "
+                                       "(default: %(default)s)")
+    caseless_parquet: str | None = option(None, "labelled crops whose labels' case is unknown (receipts), same "
+                                                "syntax; trained with case-merged CTC")
+    caseless_fraction: float = option(0.0, "their share of each batch (default: %(default)s)")
+    narrow_prob: float = option(0.0, "share of crops squeezed narrower (CropStream; default: %(default)s)")
+    synthetic: bool = option(True, "mix in rendered crops (crnn/training/synth.py)")
+    font_dir: str | None = option(None, "fonts for the rendered crops (default: the system's)")
+    val_fraction: float = option(0.0, "more documents held out by a hash of doc_id (outside "
+                                      "crnn/training/splits.json; default: %(default)s)")
+    synth_val: int = option(1000, "fixed-seed synthetic validation crops (default: %(default)s)")
+    eval_every: int = option(1000, "steps between validations and checkpoints (default: %(default)s)")
+    workers: int = option(1, "data-loading worker processes (default: %(default)s)")
+    threads: int = option(0, "torch intra-op threads (0: torch's default)")
+    precision: str = option("bf16", "autocast dtype for forward/backward (fp32: none)", choices=["bf16", "fp32"])
+    seed: int = option(0, "random seed (default: %(default)s)")
+    resume: str | None = option(None, "continue from a checkpoint this trainer wrote (its optimiser too)")
+    init: str | None = option(None, "start from these weights (fine-tuning), with a fresh optimiser")
+    name: str = option("crnn-printed-en", "the model's name in its checkpoint (default: %(default)s)")
+    version: str = option("dev", "the model's version in its checkpoint (default: %(default)s)")
 
 
 class CaseFold:

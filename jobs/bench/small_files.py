@@ -1,7 +1,7 @@
 """Small files on object storage: N image files read one request each vs the same crops packed into Parquet.
 
-    python -m jobs.bench_small_files --n 2000              # starts a moto S3 server on loopback for the run
-    python -m jobs.bench_small_files --n 2000 --endpoint http://127.0.0.1:9000 --bucket scratch
+    python -m jobs.bench.small_files --n 2000              # starts a moto S3 server on loopback for the run
+    python -m jobs.bench.small_files --n 2000 --endpoint http://127.0.0.1:9000 --bucket scratch
 
 Measures reading only (the OCR after it is the same either way), with Ray started beforehand:
 - list:            s3fs `find` over the prefix (1 request per 1000 keys)

@@ -1,9 +1,9 @@
 """Speed and accuracy on the same crops: the model alone, the whole job as a user runs it, and Tesseract.
 
-    python -m jobs.benchmark                              # sizes 8650 and 100000, 1 round, CPU
-    python -m jobs.benchmark --sizes 200 400 --rounds 3   # a quick check
-    python -m jobs.benchmark --num-gpus 1                 # model on CUDA, jobs.ocr --num-gpus 1, GPU use
-    python -m jobs.benchmark --sizes 8650 100000 1000000 --rounds 2   # up to a million crops
+    python -m jobs.bench.benchmark                              # sizes 8650 and 100000, 1 round, CPU
+    python -m jobs.bench.benchmark --sizes 200 400 --rounds 3   # a quick check
+    python -m jobs.bench.benchmark --num-gpus 1                 # model on CUDA, jobs.ocr --num-gpus 1, GPU use
+    python -m jobs.bench.benchmark --sizes 8650 100000 1000000 --rounds 2   # up to a million crops
 
 - model: normalised crops, width-sorted batches, forward + the default decoder (`Recognizer.read`, with the backend
   jobs.ocr's actors use by default: onnx int8 on CPU, torch on GPU), in this process, on the first
@@ -28,7 +28,7 @@ folder, a row group at a time from the encoded source rows (a million crops are 
 source row; a size's lists name them, repeats included) and reused by every size and round. Rounds are
 interleaved (each round runs every system at every size in turn, so a slow spell of a shared machine hits
 all alike); crops/s are medians over rounds, and pipeline/tesseract ratios are taken within each round.
-Accuracy is `crnn.training.metrics.text_metrics` against the normalised labels (from the last round).
+Accuracy is `crnn.metrics.text_metrics` against the normalised labels (from the last round).
 
 With --num-gpus N the model-alone part runs on CUDA (batch 1024 unless --batch-size, the Recognizer's
 default precision there: bf16, or fp16 without bf16) and jobs.ocr gets `--num-gpus N`; GPU utilisation
@@ -56,6 +56,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from crnn.training import splits
 
 SYSTEMS = ("model", "pipeline", "ceiling", "tesseract")
 ROW_GROUP = 10_000
@@ -132,7 +133,7 @@ class SessionMemory:
         self.peak_rss_kib = self.peak_pss_kib = 0
 
     def sample(self) -> None:
-        from jobs.bench_memory import _kib, _session
+        from jobs.bench.memory import _kib, _session
 
         now = time.monotonic()
         if now < self.next:
@@ -260,7 +261,7 @@ def bench_tesseract(files: list[Path], size: int, workdir: Path, procs: int) -> 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--input", default="../shared/data/funsd_train_words.parquet",
+    p.add_argument("--input", default=f"{splits.DATA_DIR}/funsd_train_words.parquet",
                    help="Parquet with id, image (encoded bytes) and text columns (default %(default)s)")
     p.add_argument("--sizes", type=int, nargs="+", default=[8650, 100_000],
                    help="input sizes in crops for the pipeline and Tesseract (default %(default)s)")
@@ -305,7 +306,7 @@ def main(argv=None) -> None:
     model_size = args.model_size or min(sizes)
 
     from crnn.charset import normalize
-    from crnn.training.metrics import text_metrics
+    from crnn.metrics import text_metrics
 
     table = pq.read_table(args.input)
     n = table.num_rows
@@ -317,12 +318,12 @@ def main(argv=None) -> None:
         import torch
 
         from crnn.recognizer import Recognizer
-        from pipeline.plan import resolve_backend
+        from crnn.backends import resolve as resolve_backend
 
         if not gpu:
             torch.set_num_threads(cores)
         # what jobs.ocr's model actors run by default: onnx int8 on CPU, torch on GPU
-        rec = Recognizer.load(args.model, device=device, backend=resolve_backend("auto", args.num_gpus),
+        rec = Recognizer.load(args.model, device=device, backend=resolve_backend("auto", args.num_gpus > 0),
                               threads=cores if not gpu else None)
         crops = repeated_crops(table["image"].to_pylist(), model_size)
         rec.read(crops[:batch_size], batch_size=batch_size)  # warm-up

@@ -1,10 +1,10 @@
 """Where a crop's time goes: each stage's CPU cost, in-process, then a whole job's CPU by process and by Ray Data
 operator, optionally with a sampling profile of the model actors (docs/pipeline-cost.md's table).
 
-    python -m jobs.bench_cost --size 100000                        # stages, then the whole job at 100,000 crops
-    python -m jobs.bench_cost --size 100000 --tiny                 # the job with the plumbing-ceiling model
-    python -m jobs.bench_cost --size 100000 --profile 20           # + py-spy on a model actor for 20 s
-    python -m jobs.bench_cost --stage-crops 2000 --size 0          # stages only (a quick look)
+    python -m jobs.bench.cost --size 100000                        # stages, then the whole job at 100,000 crops
+    python -m jobs.bench.cost --size 100000 --tiny                 # the job with the plumbing-ceiling model
+    python -m jobs.bench.cost --size 100000 --profile 20           # + py-spy on a model actor for 20 s
+    python -m jobs.bench.cost --stage-crops 2000 --size 0          # stages only (a quick look)
 
 Stages: the first --stage-crops FUNSD crops (default 8,192), one thread, each stage timed over all of them in
 turn, as a job runs them: the Parquet read, PNG/JPEG decode (`decode_images`), grayscale/contrast/resize
@@ -42,11 +42,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.bench_memory import _role, _session
-from jobs.benchmark import tiny_model, write_sized_input
+from jobs.bench.memory import _role, _session
+from jobs.bench.benchmark import tiny_model, write_sized_input
+from crnn.training import splits
 
 CLOCK = os.sysconf("SC_CLK_TCK")
-# `jobs.bench_memory._role`'s roles, the most specific first: a worker process is titled `default_worker.py ...`
+# `jobs.bench.memory._role`'s roles, the most specific first: a worker process is titled `default_worker.py ...`
 # at its start, `ray::IDLE` between tasks, then what it runs (a task, a model actor, one of Ray Data's helper
 # actors); it keeps the most specific role it was seen in (titles change again at exit). The driver is known by
 # its pid: a process that has exited but is not yet reaped is listed as `[python] <defunct>`
@@ -123,7 +124,7 @@ def stage_costs(table: pa.Table, batch_size: int = 128, block: int = 2048) -> di
 
 @functools.lru_cache(maxsize=1)
 def _tiny() -> str:
-    """The plumbing-ceiling model (`jobs.benchmark.tiny_model`), written once per process."""
+    """The plumbing-ceiling model (`jobs.bench.benchmark.tiny_model`), written once per process."""
     return str(tiny_model(Path(tempfile.mkdtemp(prefix="bench-cost-")) / "tiny.pt"))
 
 
@@ -211,7 +212,7 @@ def profile(pid: int, seconds: float) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--input", default="../shared/data/funsd_train_words.parquet",
+    p.add_argument("--input", default=f"{splits.DATA_DIR}/funsd_train_words.parquet",
                    help="Parquet with id and image columns (default %(default)s)")
     p.add_argument("--stage-crops", type=int, default=8192, help="crops for the in-process stages (0: none)")
     p.add_argument("--size", type=int, default=100_000, help="crops for the whole job (0: no job)")

@@ -1,6 +1,6 @@
 """Memory of a whole job, all its processes: peak resident memory at several input sizes.
 
-    python -m jobs.bench_memory --sizes 10000 200000 [--input ../shared/data/funsd_train_words.parquet]
+    python -m jobs.bench.memory --sizes 10000 200000 [--input ../shared/data/funsd_train_words.parquet]
 
 Each size is one `python -m jobs.ocr` run (its own local Ray, in its own session) over that many crops,
 cycled from --input (or rendered word crops when none is given), written as Parquet shards of 50k rows.
@@ -30,11 +30,24 @@ import pyarrow.parquet as pq
 def _sample_crops(path: str | None, n: int = 2000) -> pa.Table:
     if path:
         return pq.read_table(path, columns=["image"]).slice(0, n)
-    from tests.conftest import crop_bytes  # Pillow's scalable default font: works on a fresh machine
-
     words = ["Invoice", "TOTAL", "Date:", "12/05/2024", "$1,234.56", "Phone", "(212)", "555-0199", "Customer"]
-    return pa.table({"image": [crop_bytes(" ".join(words[i % 9: i % 9 + 1 + i % 3]), size=10 + i % 10)
+    return pa.table({"image": [_drawn(" ".join(words[i % 9: i % 9 + 1 + i % 3]), size=10 + i % 10)
                                for i in range(n)]})
+
+
+def _drawn(text: str, size: int) -> bytes:
+    """A PNG crop of `text` in Pillow's scalable default font (there on a fresh machine, unlike training's)."""
+    import io
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=size)
+    left, top, right, bottom = font.getbbox(text)
+    img = Image.new("L", (right - left + 4, bottom - top + 4), 255)
+    ImageDraw.Draw(img).text((2 - left, 2 - top), text, fill=20, font=font)
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
 
 
 def write_input(folder: Path, sample: pa.Table, n: int, shard: int = 50_000) -> None:

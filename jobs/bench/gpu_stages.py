@@ -1,7 +1,7 @@
 """Where the model's time goes, stage by stage, by batch size and precision (docs/gpu.md's table).
 
-    python -m jobs.bench_gpu_stages --crops 50000                 # on CUDA when there is one
-    python -m jobs.bench_gpu_stages --crops 2000 --device cpu --batch-sizes 128
+    python -m jobs.bench.gpu_stages --crops 50000                 # on CUDA when there is one
+    python -m jobs.bench.gpu_stages --crops 2000 --device cpu --batch-sizes 128
 
 Crops (FUNSD words, repeated to --crops) are normalised first, sorted by width and cut into batches. For
 each precision and batch size every stage is timed over all batches, after one forward pass of every batch
@@ -25,7 +25,8 @@ from crnn.decoding import greedy_decode, lexicon_beam_decode
 from crnn.image import pad_batch
 from crnn.lexicon import load_prior
 from crnn.recognizer import Recognizer
-from jobs.benchmark import repeated_crops
+from jobs.bench.benchmark import repeated_crops
+from crnn.training import splits
 
 
 def _sync(device: torch.device) -> None:
@@ -75,7 +76,7 @@ def stage_rates(rec: Recognizer, crops: list[np.ndarray], batch_size: int, prior
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--input", default="../shared/data/funsd_train_words.parquet",
+    p.add_argument("--input", default=f"{splits.DATA_DIR}/funsd_train_words.parquet",
                    help="Parquet with an image column of encoded crops (default %(default)s)")
     p.add_argument("--crops", type=int, default=50_000, help="crops, the input repeated (default %(default)s)")
     p.add_argument("--device", help="cuda or cpu (default: cuda when there is one)")
