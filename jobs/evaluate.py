@@ -289,7 +289,8 @@ def print_split(rep: dict) -> None:
         print(f"{kind} commonest confusions (label -> predicted): " +
               ", ".join(f"{c['label']!r}->{c['predicted']!r} x{c['count']}" for c in r["confusions"][:8]))
     if "baseline" in rep:
-        print(f"paired against baseline {rep['baseline']} (decoder {rep['baseline_decoder']}, backend {rep['baseline_backend']}) on the same crops (headline metric; the sign test takes "
+        print(f"paired against baseline {rep['baseline']} (decoder {rep['baseline_decoder']}, backend "
+              f"{rep['baseline_backend']}) on the same crops (headline metric; the sign test takes "
               f"crops as independent, the differences' SEs are by document):")
         for kind, r in kinds.items():
             p, b = r["paired"], r["baseline_overall"]
@@ -310,7 +311,8 @@ def main(argv=None) -> int:
                    help="forms and receipts of this fixed split (crnn/training/splits.json) from --data-dir, "
                         "side by side")
     p.add_argument("--data-dir", default=splits.DATA_DIR,
-                   help=f"with --split: the folder holding {' and '.join(splits.data_file(k['dataset']) for k in KINDS.values())}")
+                   help="with --split: the folder holding "
+                        + " and ".join(splits.data_file(k["dataset"]) for k in KINDS.values()))
     p.add_argument("--baseline", metavar="MODEL",
                    help="with --split: checkpoint to compare with on the same crops (default: the shipped model; "
                         "'none': no baseline); skipped when it is --model with the same decoder")

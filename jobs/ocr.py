@@ -18,6 +18,7 @@ import ray
 
 from crnn.config import add_flags, from_flags
 from pipeline.errors import JobFailed, UserError
+from pipeline.ray_compat import registered_address
 from pipeline.run import OcrOptions, run_ocr
 from pipeline.storage import parse_storage_options
 
@@ -51,14 +52,11 @@ def check_ray_address(address: str) -> None:
         address = os.environ.get("RAY_ADDRESS", "")
         where = "from RAY_ADDRESS"
         if address in ("", "auto"):
-            try:  # the cluster the latest `ray start` on this machine registered (/tmp/ray/ray_current_cluster)
-                from ray._private.utils import get_ray_address_file, read_ray_address
-                address = read_ray_address()
-                where = f"registered by an earlier `ray start` in {get_ray_address_file(None)}"
-            except Exception:  # a private Ray API: if it moved, ray.init reports for itself
-                return
-            if not address:
-                return          # no cluster known: ray.init() starts a local Ray
+            registered = registered_address()
+            if not registered:
+                return          # no cluster known (or Ray moved that interface): ray.init() decides
+            address, path = registered
+            where = f"registered by an earlier `ray start` in {path}"
         elif address == "local":
             return
     if address.startswith(("http://", "https://")):

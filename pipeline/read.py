@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import ray.data
 
 from pipeline.errors import UserError
+from pipeline.ray_compat import first_parquet_reader
 from pipeline.storage import Storage
 
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp", "gif", "pbm", "pgm", "ppm")
@@ -127,16 +128,9 @@ def _path_to_url(batch, prefix: str):
 
 
 def _read_parquet(store: Storage, source: Source) -> ray.data.Dataset:
-    """Ray Data's first Parquet reader (`use_datasource_v2` off), whose read tasks start at once. The second,
-    Ray 2.60's default, first lists the files in a task of its own, which on a small job waits seconds for a
-    worker process while the model actors start: 8,650 crops on 2 cores, 3 interleaved rounds, 25.2-25.3 s
-    against 26.3-28.0 s, the first part staged at 15-16 s against 18-19 s; 100,000 crops as fast (106.5-107.0 s
-    against 109 s). The files are already listed and their footers read (`find_source`), so one task per file
-    (small files grouped, `ROWS_PER_READ_TASK`) is known here; Ray's own guess split 2 files into 46 blocks."""
-    ctx = ray.data.DataContext.get_current()
-    v2, ctx.use_datasource_v2 = ctx.use_datasource_v2, False
+    """The Parquet files as a Dataset, through the reader whose tasks start at once (`ray_compat`). The files
+    are already listed and their footers read (`find_source`), so one task per file (small files grouped,
+    `ROWS_PER_READ_TASK`) is known here; Ray's own guess splits a few files into many small blocks."""
     tasks = max(1, min(len(source.files), source.rows // ROWS_PER_READ_TASK))
-    try:   # (the Dataset keeps a copy of the context as it was here; the process's own is restored)
+    with first_parquet_reader():
         return ray.data.read_parquet(source.files, filesystem=store.arrow_fs, override_num_blocks=tasks)
-    finally:
-        ctx.use_datasource_v2 = v2

@@ -8,7 +8,6 @@ import shutil
 import tempfile
 import time
 import uuid
-import warnings
 import inspect
 from dataclasses import dataclass, field
 
@@ -24,7 +23,6 @@ from crnn.image import ImageSpec
 from crnn import backends
 from crnn.onnx_backend import onnx_model
 from crnn.recognizer import DECODERS
-from pipeline.backpressure import bound_run_ahead
 from pipeline.batch import sort_by_width
 from pipeline.errors import JobFailed, UserError
 from pipeline.logs import without_false_alarms
@@ -32,6 +30,7 @@ from pipeline.plan import (ACTOR_BLOCK, BATCH, WINDOW, choose_id_column, largest
                            plan_actors, plan_window)
 from pipeline.predict import CRNNPredictor
 from pipeline.preprocess import preprocess_batch
+from pipeline.ray_compat import bound_run_ahead, restarts_through_remote_args
 from pipeline.read import Source, find_source, read_crops
 from pipeline.schema import OUTPUT_COLUMNS, OUTPUT_FIELDS, output_name
 from pipeline.storage import Storage
@@ -118,7 +117,7 @@ def run_ocr(opts: OcrOptions) -> dict:
     # The output's lease, taken before any long work: a second run refuses at once
     with OutputWriter(Storage(opts.output, opts.storage_options), overwrite=opts.overwrite,
                       resume=opts.resume) as writer:
-        rows_in = _count_rows(src_store, source)
+        rows_in = _count_rows(source)
         if opts.resume and source.format == "parquet":
             _check_unique_ids(src_store, source, id_column)
         if rows_in == 0:  # nothing to read: an empty, complete output, without starting Ray or the model
@@ -204,10 +203,7 @@ def _dataset(opts: OcrOptions, backend: str, store: Storage, source: Source, out
     if piece < window:   # (fused into the preprocessing task by Ray Data)
         ds = ds.repartition(target_num_rows_per_block=piece)
 
-    with warnings.catch_warnings():
-        # Restarts can only be bounded through ray_remote_args, which Ray 2.60 calls deprecated
-        # without offering a named parameter for them yet.
-        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+    with restarts_through_remote_args():
         ds = ds.map_batches(
             CRNNPredictor,
             fn_constructor_kwargs={"model_path": opts.model, "precision": opts.precision, "decoder": opts.decoder,
@@ -238,7 +234,7 @@ def _summary(opts: OcrOptions, backend: str, counts: dict, rows_in: int, resumed
             "input": opts.input, "output": opts.output, "options": opts.public()}
 
 
-def _count_rows(store: Storage, source: Source) -> int:
+def _count_rows(source: Source) -> int:
     """Input rows: one per image file, or the Parquet footers' counts (read once, by find_source)."""
     return len(source.files) if source.format == "images" else source.rows
 

@@ -3,7 +3,6 @@ builders the tests share are in helpers.py)."""
 
 from __future__ import annotations
 
-import io
 import os
 
 import numpy as np

@@ -20,7 +20,8 @@ needs_fonts = pytest.mark.skipif(not FONTS, reason="no TrueType fonts found: apt
 # training uses; a fresh machine has only DejaVu.
 OTHER_FONTS = [f for f in FONTS if not os.path.basename(f).startswith("DejaVu")]
 needs_font_packages = pytest.mark.skipif(
-    len(OTHER_FONTS) < 20, reason=f"{len(OTHER_FONTS)} fonts besides DejaVu; needs training's font set: apt-get install {FONT_PACKAGES}")
+    len(OTHER_FONTS) < 20,
+    reason=f"{len(OTHER_FONTS)} fonts besides DejaVu; needs training's font set: apt-get install {FONT_PACKAGES}")
 
 
 @pytest.fixture(scope="module")

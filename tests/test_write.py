@@ -401,7 +401,7 @@ def test_output_check_failure_is_one_line_and_keeps_the_staged_parts(ray_local, 
     src = tmp_path / "in"
     src.mkdir()
     write_crops_parquet(fsspec.filesystem("file"), str(src), n=6)
-    monkeypatch.setattr(pipeline.run, "_count_rows", lambda store, source: 7)   # one row "lost" on the way
+    monkeypatch.setattr(pipeline.run, "_count_rows", lambda source: 7)   # one row "lost" on the way
     out = tmp_path / "out"
     assert ocr_main(["--input", str(src), "--output", str(out), "--model", small_model]) == 2
     err = _one_line_error(capsys)

@@ -94,7 +94,8 @@ NEEDED = ["id", "image", "text", "doc_id", "x0", "y0", "x1", "y1"]
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="crnn.training.lines", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="crnn.training.lines", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", required=True, help="word crops: Parquet with " + ", ".join(NEEDED))
     p.add_argument("--output", required=True, help="Parquet file to write")
     p.add_argument("--min-words", type=int, default=2, help="keep lines of at least this many words")

@@ -321,7 +321,7 @@ class TextRenderer:
         # Marks below the baseline that a clipped bottom turns into others ('_' into nothing, ',' into '.');
         # an underline would hide or fake an underscore.
         keep_bottom = any(c in text for c in "_,;")
-        cover = self._ink(self._crop(mask, band, f, rng, g, keep_bottom, applied), f, rng, "_" in text, applied)
+        cover = self._ink(self._crop(mask, band, f, rng, g, keep_bottom), f, rng, "_" in text, applied)
         return self._scan(cover, f, binarize, rng, g, applied)
 
     def _typeset(self, text: str, glyphs: _Glyphs, rng: random.Random, applied: list[str] | None,
@@ -370,7 +370,7 @@ class TextRenderer:
         return mask, (pad - t + cap[2], pad - t + cap[2] + cap[0].shape[0])
 
     def _crop(self, mask: Image.Image, band: tuple[int, int], f: float, rng: random.Random, g,
-              keep_bottom: bool, applied: list[str] | None, band_prob: float | None = None) -> np.ndarray:
+              keep_bottom: bool, band_prob: float | None = None) -> np.ndarray:
         """Cut the word box out of `mask`: ink coverage in 0..1 as float32.
 
         Like hand-drawn FUNSD boxes: mostly tight, often touching or slightly
@@ -525,7 +525,7 @@ class TextRenderer:
             if _R_NARROW.search(name) else rng.uniform(0.7, 0.95)
         mask, band = self._typeset(text, glyphs, rng, applied, gaps=widen, tracking=tracking, stretch=stretch)
         keep_bottom = any(c in text for c in "_,;")
-        a = self._crop(mask, band, f, rng, g, keep_bottom, applied, band_prob=0.1)  # line boxes keep descenders
+        a = self._crop(mask, band, f, rng, g, keep_bottom, band_prob=0.1)  # line boxes keep descenders
         if _chance(rng, cfg.neighbor_line_prob, "neighbor_line", applied):  # cut-off edge of the next line up or down
             H = a.shape[0]
             k, other = max(1, round(H * rng.uniform(0.08, 0.25))), np.roll(a, rng.randrange(a.shape[1]), axis=1)

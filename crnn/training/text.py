@@ -426,8 +426,8 @@ class LabelGrammar:
         return rng.choice([f"GST ID NO: {gid}", f"GST ID: {gid}", f"GST REG NO : {gid}", f"(GST ID NO :{gid})",
                            f"GST NO: {gid}", f"GST REG: {gid}", gid,
                            f"GST @{rng.choice([6, 0])}%: RM{self._money(rng, False)}",
-                           f"SR @ {rng.choice([6, 0])}%", f"GST @6% INCLUDED IN TOTAL", f"SR = 6%",
-                           f"ZR = 0%", f"SST @ {rng.choice([6, 10])}%"])
+                           f"SR @ {rng.choice([6, 0])}%", "GST @6% INCLUDED IN TOTAL", "SR = 6%",
+                           "ZR = 0%", f"SST @ {rng.choice([6, 10])}%"])
 
     def _r_address(self, rng: random.Random) -> str:
         n = rng.randint(1, 300)

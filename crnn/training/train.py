@@ -165,7 +165,8 @@ def train(cfg: TrainConfig) -> Path:
             img, text = renderer.sample(rng)
             val_synth.append(Sample(normalize_crop(img, TRAINING_SPEC), text))
 
-    arch = CRNNConfig.small(num_classes=charset.num_classes) if cfg.arch == "small" else CRNNConfig(num_classes=charset.num_classes)
+    arch = (CRNNConfig.small(num_classes=charset.num_classes) if cfg.arch == "small"
+            else CRNNConfig(num_classes=charset.num_classes))
     model = CRNN(arch)
     if cfg.init:
         model, _, _ = load_checkpoint(cfg.init)

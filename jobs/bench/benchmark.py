@@ -21,14 +21,15 @@
   depend on the job's size: above that size it reads the first --tesseract-max crops, and the row says so).
   A round whose Tesseract rate moves more than 15% between sizes was disturbed: it is flagged, rerun it.
 
-Crops come from --input (default: the 21,888 FUNSD word crops). A size larger than the file repeats its
-rows in order, with fresh ids (`<id>~<k>` for the k-th repeat) and the same labels. Each size's input is
-written once per run as Parquet (--rows-per-file rows per file, row groups of 10,000) in a temporary
-folder, a row group at a time from the encoded source rows (a million crops are never in memory at once); the PNG files for Tesseract are written once (one per
-source row; a size's lists name them, repeats included) and reused by every size and round. Rounds are
-interleaved (each round runs every system at every size in turn, so a slow spell of a shared machine hits
-all alike); crops/s are medians over rounds, and pipeline/tesseract ratios are taken within each round.
-Accuracy is `crnn.metrics.text_metrics` against the normalised labels (from the last round).
+Crops come from --input (default: the 21,888 FUNSD word crops). A size larger than the file repeats its rows
+in order, with fresh ids (`<id>~<k>` for the k-th repeat) and the same labels. Each size's input is written
+once per run as Parquet (--rows-per-file rows per file, row groups of 10,000) in a temporary folder, a row
+group at a time from the encoded source rows (a million crops are never in memory at once); the PNG files for
+Tesseract are written once (one per source row; a size's lists name them, repeats included) and reused by
+every size and round. Rounds are interleaved (each round runs every system at every size in turn, so a slow
+spell of a shared machine hits all alike); crops/s are medians over rounds, and pipeline/tesseract ratios are
+taken within each round. Accuracy is `crnn.metrics.text_metrics` against the normalised labels (from the last
+round).
 
 With --num-gpus N the model-alone part runs on CUDA (batch 1024 unless --batch-size, the Recognizer's
 default precision there: bf16, or fp16 without bf16) and jobs.ocr gets `--num-gpus N`; GPU utilisation

@@ -10,7 +10,7 @@ if os.environ.get("OCR_TEST_POISON_VALUE"):
     import importlib.machinery
 
     class _PatchRecognizer(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
+        def find_spec(self, name, path, target=None):   # noqa: ARG002 (the finder protocol's signature)
             if name != "crnn.recognizer":
                 return None
             sys.meta_path.remove(self)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import ray
 
-from pipeline.backpressure import RUN_AHEAD_TASKS, bound_run_ahead
+from pipeline.ray_compat import RUN_AHEAD_TASKS, bound_run_ahead
 
 BLOCKS = 30
 
