@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 (pa.compute)
 
 from crnn.image import ImageError, ImageSpec, decode_images, normalize_crop, turned_crop
-from pipeline.schema import ERROR, PIXELS, TURNED, TURNED_WIDTH, WIDTH
+from pipeline.schema import ERROR, PAGE_BOXES, PIXELS, TURNED, TURNED_WIDTH, WIDTH
+from pipeline.storage import Storage
 
 
 def preprocess_batch(batch: pa.Table, image_column: str, spec: ImageSpec = ImageSpec()) -> pa.Table:
@@ -59,3 +61,76 @@ def _reason(e: Exception) -> str:
     if isinstance(e, MemoryError):
         return "image too large: out of memory"
     return f"unsupported image ({type(e).__name__} while normalising)"
+
+
+def cut_boxes(batch: pa.Table, pages: Storage, columns: list[str], spec: ImageSpec = ImageSpec()) -> pa.Table:
+    """Pages -> their boxes' crops: each page of the batch (rows of `page`, its boxes in `PAGE_BOXES`) is fetched
+    and decoded once, and every box becomes a row of the box's columns plus the crop's, as `preprocess_batch`
+    gives them (the box columns in the order of `columns`). A box's `error`: the page's (not found, not an
+    image, too large), or its own (NaN corner, empty, wholly outside the page; a box partly outside is clipped
+    to the page)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = batch.column("page").to_pylist()
+    with ThreadPoolExecutor(min(8, max(1, len(paths)))) as pool:   # object stores: pages fetched side by side
+        data = list(pool.map(lambda p: _fetch(pages, p), paths))
+    rows: list[dict] = []
+    pixels, widths, turned, turned_widths, errors = [], [], [], [], []
+    for page_boxes, got in zip(batch.column(PAGE_BOXES).to_pylist(), data):
+        page = got if isinstance(got, str) else decode_images([got], spec)[0]
+        for box in page_boxes:
+            crop = turn = None
+            error = page if isinstance(page, str) else str(page) if isinstance(page, ImageError) else None
+            if error is None:
+                region = _region(box, page.size)
+                if isinstance(region, str):
+                    error = region
+                else:
+                    try:
+                        piece = page.crop(region)
+                        crop, turn = normalize_crop(piece, spec), turned_crop(piece, spec)
+                    except Exception as e:  # noqa: BLE001 - one box must not fail the batch
+                        error = _reason(e)
+            rows.append(box)
+            pixels.append(None if crop is None else crop.tobytes())
+            widths.append(0 if crop is None else crop.shape[1])
+            turned.append(None if turn is None else turn.tobytes())
+            turned_widths.append(0 if turn is None else turn.shape[1])
+            errors.append(error)
+    box_type = batch.schema.field(PAGE_BOXES).type.value_type
+    out = pa.Table.from_struct_array(pa.array(rows, box_type)) if rows else pa.schema(list(box_type)).empty_table()
+    page_of_box = [p for p, n in zip(paths, pa.compute.list_value_length(batch.column(PAGE_BOXES)).to_pylist()) for _ in range(n)]
+    out = out.append_column("page", pa.array(page_of_box, pa.string())).select(columns)
+    out = out.append_column(PIXELS, pa.array(pixels, pa.binary()))
+    out = out.append_column(WIDTH, pa.array(np.asarray(widths, np.int32)))
+    out = out.append_column(TURNED, pa.array(turned, pa.binary()))
+    out = out.append_column(TURNED_WIDTH, pa.array(np.asarray(turned_widths, np.int32)))
+    return out.append_column(ERROR, pa.array(errors, pa.string()))
+
+
+def _fetch(pages: Storage, page: str) -> bytes | str:
+    """A page's bytes, or the box error for a page that cannot be fetched."""
+    try:
+        return pages.fs.cat_file(pages.join(page))
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return "page not found"
+    except Exception as e:  # noqa: BLE001 - one page must not fail the batch
+        return f"page unreadable ({type(e).__name__})"
+
+
+def _region(box: dict, size: tuple[int, int]) -> tuple[int, int, int, int] | str:
+    """The box's pixels on a page of `size`, clipped to it; or the box's error."""
+    import math
+
+    corners = [box["x0"], box["y0"], box["x1"], box["y1"]]
+    if any(c is None or math.isnan(c) for c in corners):
+        return "box has a missing or NaN corner"
+    x0, y0, x1, y1 = corners
+    if x1 <= x0 or y1 <= y0:
+        return f"empty box ({x0:g},{y0:g})-({x1:g},{y1:g})"
+    w, h = size
+    if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
+        return f"box outside the page ({x0:g},{y0:g})-({x1:g},{y1:g} on {w}x{h})"
+    left, top = max(0, math.floor(x0)), max(0, math.floor(y0))
+    right, bottom = min(w, math.ceil(x1)), min(h, math.ceil(y1))
+    return left, top, right, bottom

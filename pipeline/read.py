@@ -15,6 +15,7 @@ import ray.data
 
 from pipeline.errors import UserError
 from pipeline.ray_compat import first_parquet_reader
+from pipeline.schema import PAGE_BOXES
 from pipeline.storage import Storage
 
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp", "gif", "pbm", "pgm", "ppm")
@@ -134,3 +135,89 @@ def _read_parquet(store: Storage, source: Source) -> ray.data.Dataset:
     tasks = max(1, min(len(source.files), source.rows // ROWS_PER_READ_TASK))
     with first_parquet_reader():
         return ray.data.read_parquet(source.files, filesystem=store.arrow_fs, override_num_blocks=tasks)
+
+
+# --- pages and boxes ----------------------------------------------------------------------------------------
+# Boxes come as a table, one row per box: `page` (the page image's path relative to the pages' folder or prefix),
+# its corners in page pixels, and any other columns, carried to the output. They are grouped by page on the
+# driver, so that each page is fetched and decoded once, by the preprocessing task that cuts its crops.
+
+BOX_COLUMNS = ("page", "x0", "y0", "x1", "y1")
+BOX_ID = "id"          # the output's id column: the boxes' own `id`, else `<page>#<k>` (k-th box of the page)
+
+
+@dataclass
+class Boxes:
+    """The boxes table, read and checked, grouped one row per page (`page`, `PAGE_BOXES`)."""
+    pages: pa.Table
+    columns: list[str]     # the box table's columns (the output carries them), `id` first when generated
+    rows: int              # boxes
+
+
+def read_boxes(store: Storage) -> Boxes:
+    """The boxes at `store` (a Parquet or CSV file, or a folder/prefix of them) grouped by page; a one-line
+    UserError for a table without the box columns or with coordinates that are not numbers."""
+    import pyarrow.csv as pacsv
+
+    if not store.call("reading boxes", store.exists):
+        raise store.not_found("boxes")
+    if store.fs.isfile(store.path):
+        files = [store.path]
+    else:
+        files = sorted(f for f in store.call("listing boxes", store.fs.find, store.path)
+                       if f.lower().endswith((".parquet", ".csv")) and not f.rsplit("/", 1)[-1].startswith(("_", ".")))
+        if not files:
+            raise UserError(f"no .parquet or .csv files under boxes {store.uri!r}")
+    tables = []
+    for f in files:
+        with store.fs.open(f, "rb") as fh:
+            try:
+                if f.lower().endswith(".csv"):
+                    t = pacsv.read_csv(fh, convert_options=pacsv.ConvertOptions(column_types={"page": pa.string()}))
+                else:
+                    t = pq.read_table(fh)
+            except (pa.ArrowInvalid, OSError) as e:
+                raise UserError(f"cannot read boxes {store.url(f)!r}: {' '.join(str(e).split())[:200]}") from None
+        missing = [c for c in BOX_COLUMNS if c not in t.column_names]
+        if missing:
+            raise UserError(f"boxes {store.url(f)!r} lack column(s) {', '.join(missing)}; columns are: "
+                            f"{', '.join(t.column_names)} (a box is page, x0, y0, x1, y1 in page pixels)")
+        for c in BOX_COLUMNS[1:]:
+            kind = t.schema.field(c).type
+            if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)):
+                raise UserError(f"boxes {store.url(f)!r}: column {c!r} holds {kind} values, not numbers")
+            t = t.set_column(t.column_names.index(c), c, t[c].cast(pa.float64()))
+        if not (pa.types.is_string(t.schema.field("page").type) or pa.types.is_integer(t.schema.field("page").type)):
+            raise UserError(f"boxes {store.url(f)!r}: column 'page' holds {t.schema.field('page').type} values, "
+                            f"not page paths")
+        tables.append(t.set_column(t.column_names.index("page"), "page", t["page"].cast(pa.string())))
+    try:
+        table = pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise UserError(f"boxes files under {store.uri!r} disagree on their columns: {str(e)[:200]}") from None
+    if table["page"].null_count:
+        raise UserError(f"boxes {store.uri!r}: {table['page'].null_count} boxes have no page")
+    if BOX_ID not in table.column_names:   # stable across runs: the box's place among its page's boxes
+        table = table.append_column("_order", pa.array(range(table.num_rows), pa.int64()))
+        rank = table.sort_by([("page", "ascending"), ("_order", "ascending")])
+        pages = rank["page"].to_pylist()
+        k, ids, last = 0, [], None
+        for p in pages:
+            k = k + 1 if p == last else 0
+            ids.append(f"{p}#{k}")
+            last = p
+        table = rank.drop_columns(["_order"])
+        table = table.add_column(0, BOX_ID, pa.array(ids, pa.string()))
+    columns = table.column_names
+    grouped = table.group_by("page", use_threads=False).aggregate(
+        [(c, "list") for c in columns if c != "page"])
+    structs = pa.StructArray.from_arrays([grouped[f"{c}_list"].combine_chunks().flatten() for c in columns
+                                          if c != "page"], names=[c for c in columns if c != "page"])
+    offsets = grouped[f"{columns[0] if columns[0] != 'page' else columns[1]}_list"].combine_chunks().offsets
+    pages = pa.table({"page": grouped["page"], PAGE_BOXES: pa.ListArray.from_arrays(offsets, structs)})
+    return Boxes(pages.sort_by("page"), columns, table.num_rows)
+
+
+def read_pages(boxes: Boxes, pages_per_block: int) -> ray.data.Dataset:
+    """One row per page (its path relative to the pages' root and its boxes), in blocks of `pages_per_block`."""
+    return ray.data.from_arrow(boxes.pages).repartition(target_num_rows_per_block=max(1, pages_per_block))

@@ -29,10 +29,10 @@ from pipeline.logs import without_false_alarms
 from pipeline.plan import (ACTOR_BLOCK, BATCH, WINDOW, choose_id_column, largest_node_cpus, plan_actor_block,
                            plan_actors, plan_window)
 from pipeline.predict import CRNNPredictor
-from pipeline.preprocess import preprocess_batch
+from pipeline.preprocess import cut_boxes, preprocess_batch
 from pipeline.ray_compat import bound_run_ahead, restarts_through_remote_args
-from pipeline.read import Source, find_source, read_crops
-from pipeline.schema import OUTPUT_COLUMNS, OUTPUT_FIELDS, output_name
+from pipeline.read import BOX_ID, Boxes, Source, find_source, read_boxes, read_crops, read_pages
+from pipeline.schema import OUTPUT_COLUMNS, OUTPUT_FIELDS, PAGE_BOXES, output_name
 from pipeline.storage import Storage
 from pipeline.write import OutputWriter
 
@@ -44,8 +44,13 @@ GATE = inspect.signature(lexicon_beam_decode).parameters["gate"].default
 class OcrOptions:
     """Everything a run needs. `jobs.ocr` makes a flag of every field made with `option` (crnn/config.py);
     the others are set from code."""
-    input: str = option(help="Parquet file/folder/prefix, or a folder/prefix of image files")
+    input: str = option(help="Parquet file/folder/prefix, or a folder/prefix of image files (with --boxes: of page "
+                             "images)")
     output: str = option(help="output folder/prefix for Parquet, _summary.json and _SUCCESS")
+    boxes: str | None = option(None, help="Parquet or CSV file/folder/prefix of boxes on the --input pages, one "
+                                          "row per box: page (its path under --input), x0, y0, x1, y1 in page "
+                                          "pixels, any other columns (carried); crops are cut from each page, read "
+                                          "once")
     image_column: str = option("image", help="Parquet column holding image bytes (default: %(default)s)")
     input_format: str = option("auto", choices=["auto", "parquet", "images"])
     id_column: str | None = option(None, help="unique row id (default: 'id' if present, 'path' for image files)")
@@ -111,14 +116,20 @@ def run_ocr(opts: OcrOptions) -> dict:
     model_id = f"{meta['name']}:{meta['version']}"
     backend = check_backend(opts)
     src_store = Storage(opts.input, opts.storage_options)
-    source = find_source(src_store, opts.input_format, opts.image_column)
-    id_column = choose_id_column(opts.id_column, source, opts.resume)
+    if opts.boxes:
+        if not src_store.call("reading input", src_store.exists):
+            raise src_store.not_found("pages")
+        source = read_boxes(Storage(opts.boxes, opts.storage_options))
+        id_column = _box_id_column(opts, source)
+    else:
+        source = find_source(src_store, opts.input_format, opts.image_column)
+        id_column = choose_id_column(opts.id_column, source, opts.resume)
     out_id = output_name(id_column) if id_column else None   # its name in the output
     # The output's lease, taken before any long work: a second run refuses at once
     with OutputWriter(Storage(opts.output, opts.storage_options), overwrite=opts.overwrite,
                       resume=opts.resume) as writer:
         rows_in = _count_rows(source)
-        if opts.resume and source.format == "parquet":
+        if opts.resume and isinstance(source, Source) and source.format == "parquet":
             _check_unique_ids(src_store, source, id_column)
         if rows_in == 0:  # nothing to read: an empty, complete output, without starting Ray or the model
             writer.stage_empty(_empty_schema(src_store, source, opts.image_column))
@@ -176,28 +187,31 @@ def _init_ray(opts: OcrOptions) -> None:
                             f"(choose a running cluster with --address HOST:PORT, or --address local)") from None
 
 
-def _dataset(opts: OcrOptions, backend: str, store: Storage, source: Source, out_id: str | None, rows_in: int,
+def _dataset(opts: OcrOptions, backend: str, store: Storage, source: Source | Boxes, out_id: str | None, rows_in: int,
              done: pa.Array, journal_dir: str, onnx: dict | None = None) -> ray.data.Dataset:
     """The streaming Dataset of the output rows still to do (`done`: the ids of `out_id` an earlier run staged):
-    read -> preprocess -> batch -> predict (`onnx`: the model built for the ONNX backend, see CRNNPredictor)."""
-    ds = read_crops(store, source, opts.image_column)
-    clashes = [c for c in source.columns if c in OUTPUT_COLUMNS]
-    if clashes:  # the input's own `text` (a label, say) must survive next to the prediction
-        ds = ds.rename_columns({c: output_name(c) for c in clashes})
-        print(f"note: input columns {clashes} are written as {[output_name(c) for c in clashes]}")
-    if len(done):
-        print(f"resuming: {len(done)} of {rows_in} rows already done")
-        ds = ds.map_batches(_drop_done, fn_kwargs={"id_column": out_id, "done": done}, batch_format="pyarrow")
-
+    read -> preprocess -> batch -> predict (`onnx`: the model built for the ONNX backend, see CRNNPredictor).
+    With boxes, `source` is the boxes by page and `store` the pages' root."""
     pool = plan_actors(opts.num_gpus, opts.actors, opts.threads, opts.batch_size,
                        node_cpus=largest_node_cpus(ray.nodes()), cluster_gpus=ray.cluster_resources().get("GPU", 0),
                        rows=rows_in - len(done))
     window = plan_window(opts.window, rows_in - len(done), pool.actors)
-    # A Parquet row group is one block: bound blocks so that every actor gets work and output streams out.
-    ds = ds.repartition(target_num_rows_per_block=window)
     spec = ImageSpec(min_width=opts.min_width, max_width=opts.max_width, vertical_ratio=opts.vertical_ratio)
-    ds = ds.map_batches(preprocess_batch, fn_kwargs={"image_column": opts.image_column, "spec": spec},
-                        batch_size=window, batch_format="pyarrow")
+    if isinstance(source, Boxes):   # pages and boxes: each page read and cut in the preprocessing task
+        boxes_per_page = max(1, rows_in // max(1, source.pages.num_rows))
+        ds = read_pages(source, pages_per_block=max(1, window // boxes_per_page))
+        ds = ds.map_batches(cut_boxes, fn_kwargs={"pages": store, "columns": source.columns, "spec": spec},
+                            batch_format="pyarrow")
+        ds = _rename_clashes(ds, source.columns)
+        ds = _without_done(ds, done, out_id, rows_in)
+        ds = ds.repartition(target_num_rows_per_block=window)
+    else:
+        ds = _rename_clashes(read_crops(store, source, opts.image_column), source.columns)
+        ds = _without_done(ds, done, out_id, rows_in)
+        # A Parquet row group is one block: bound blocks so that every actor gets work and output streams out.
+        ds = ds.repartition(target_num_rows_per_block=window)
+        ds = ds.map_batches(preprocess_batch, fn_kwargs={"image_column": opts.image_column, "spec": spec},
+                            batch_size=window, batch_format="pyarrow")
     ds = ds.map_batches(sort_by_width, batch_size=window, batch_format="pyarrow")
     piece = plan_actor_block(window)
     if piece < window:   # (fused into the preprocessing task by Ray Data)
@@ -219,6 +233,22 @@ def _dataset(opts: OcrOptions, backend: str, store: Storage, source: Source, out
     return ds
 
 
+def _rename_clashes(ds: ray.data.Dataset, columns: list[str]) -> ray.data.Dataset:
+    """The input's own `text` (a label, say) must survive next to the prediction: written as `text_input`."""
+    clashes = [c for c in columns if c in OUTPUT_COLUMNS]
+    if clashes:
+        print(f"note: input columns {clashes} are written as {[output_name(c) for c in clashes]}")
+        ds = ds.rename_columns({c: output_name(c) for c in clashes})
+    return ds
+
+
+def _without_done(ds: ray.data.Dataset, done: pa.Array, out_id: str | None, rows_in: int) -> ray.data.Dataset:
+    if len(done):
+        print(f"resuming: {len(done)} of {rows_in} rows already done")
+        ds = ds.map_batches(_drop_done, fn_kwargs={"id_column": out_id, "done": done}, batch_format="pyarrow")
+    return ds
+
+
 def _summary(opts: OcrOptions, backend: str, counts: dict, rows_in: int, resumed: int, out_id: str | None,
              model_id: str, t0: float) -> dict:
     """What `_summary.json` says of the run: the staged rows' counts, timing, model, options."""
@@ -234,9 +264,24 @@ def _summary(opts: OcrOptions, backend: str, counts: dict, rows_in: int, resumed
             "input": opts.input, "output": opts.output, "options": opts.public()}
 
 
-def _count_rows(source: Source) -> int:
-    """Input rows: one per image file, or the Parquet footers' counts (read once, by find_source)."""
+def _count_rows(source: Source | Boxes) -> int:
+    """Input rows: one per box, one per image file, or the Parquet footers' counts (read once, by find_source)."""
+    if isinstance(source, Boxes):
+        return source.rows
     return len(source.files) if source.format == "images" else source.rows
+
+
+def _box_id_column(opts: OcrOptions, boxes: Boxes) -> str:
+    """The boxes' id column: --id-column, else `id` (the boxes' own, or made from page and box)."""
+    column = opts.id_column or BOX_ID
+    if column not in boxes.columns:
+        raise UserError(f"id column {column!r} not in the boxes; columns are: {', '.join(boxes.columns)}")
+    if opts.resume:
+        ids = pa.chunked_array([boxes.pages[PAGE_BOXES].combine_chunks().flatten().field(column)])
+        if (dupes := len(ids) - pc.count_distinct(ids).as_py()):
+            raise UserError(f"id column {column!r} of the boxes is not unique ({dupes} repeated values): "
+                            f"--resume needs one id per box (choose --id-column)")
+    return column
 
 
 def _check_unique_ids(store: Storage, source: Source, id_column: str) -> None:
@@ -257,8 +302,11 @@ def _death_cause(e: Exception) -> str:
     return " ".join(detail.split())[:200] or type(e).__name__
 
 
-def _empty_schema(store: Storage, source: Source, image_column: str) -> pa.Schema:
+def _empty_schema(store: Storage, source: Source | Boxes, image_column: str) -> pa.Schema:
     """The output's schema for an input of no rows: the input's columns but the image, then the output's."""
+    if isinstance(source, Boxes):
+        kinds = {f.name: f.type for f in source.pages.schema.field(PAGE_BOXES).type.value_type} | {"page": pa.string()}
+        return pa.schema([pa.field(output_name(c), kinds[c]) for c in source.columns] + list(OUTPUT_FIELDS))
     schema = store.call("reading Parquet schema", pq.read_schema, source.files[0], filesystem=store.arrow_fs)
     fields = [f.with_name(output_name(f.name)) for f in schema if f.name != image_column]
     return pa.schema(fields + list(OUTPUT_FIELDS))

@@ -18,6 +18,7 @@ OUTPUT_FIELDS = (pa.field(TEXT, pa.string()), pa.field(SCORE, pa.float32()), pa.
 PIXELS, WIDTH = "_pixels", "_width"
 TURNED, TURNED_WIDTH = "_turned", "_turned_width"
 INTERNAL_COLUMNS = (PIXELS, WIDTH, TURNED, TURNED_WIDTH)
+PAGE_BOXES = "_boxes"   # pages and boxes in: a page's boxes (a list of structs of the box columns), read to crops
 
 
 def output_name(column: str) -> str:
