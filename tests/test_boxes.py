@@ -168,3 +168,32 @@ def test_funsd_pages_and_boxes_cut_the_crops_of_the_crop_table(ray_local, tmp_pa
     # The same pixels; a reading may still move with the batch it is read in (padding, int8 activations)
     assert (a["text"] == b["text"]).mean() >= 0.99 and a["error"].isna().all()
     assert a["label"].str.strip().tolist() == words["text"].tolist()
+
+
+def test_hocr_export_parses_back_in_reading_order(ray_local, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    from jobs.export import main as export_main
+
+    boxes = _pages(tmp_path / "pages", n=2)
+    boxes.append({"id": "p0-bad", "page": "p0.png", "x0": 900, "y0": 0, "x1": 950, "y1": 10, "label": "x"})
+    pq.write_table(pa.Table.from_pylist(boxes), tmp_path / "boxes.parquet")
+    run_ocr(OcrOptions(input=str(tmp_path / "pages"), boxes=str(tmp_path / "boxes.parquet"),
+                       output=str(tmp_path / "ocr"), decoder="greedy"))
+    assert export_main(["--ocr", str(tmp_path / "ocr"), "--format", "hocr", "--output", str(tmp_path / "hocr"),
+                        "--pages", str(tmp_path / "pages")]) == 0
+    df = pd.read_parquet(tmp_path / "ocr").set_index("id")
+    ns = {"h": "http://www.w3.org/1999/xhtml"}
+    for p in range(2):
+        root = ET.parse(tmp_path / "hocr" / f"p{p}.hocr").getroot()
+        page, = root.iterfind(".//h:div[@class='ocr_page']", ns)
+        assert "bbox 0 0 640 320" in page.get("title")
+        words = list(page.iterfind(".//h:span[@class='ocrx_word']", ns))
+        ours = [b for b in boxes if b["page"] == f"p{p}.png" and b["id"] != "p0-bad"]   # the error row left out
+        # reading order: the three rows the words were drawn on (k % 3), each left to right
+        expect = sorted(ours, key=lambda b: (int(b["id"].split("w")[1]) % 3, b["x0"]))
+        assert [w.text for w in words] == [df.loc[b["id"], "text"] for b in expect]
+        for w, b in zip(words, expect):
+            bbox, conf = w.get("title").split("; ")
+            assert bbox == f"bbox {b['x0']} {b['y0']} {b['x1']} {b['y1']}"
+            assert conf == f"x_wconf {round(100 * df.loc[b['id'], 'score'])}"
