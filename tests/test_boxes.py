@@ -4,6 +4,7 @@ boxes and pages as error rows, every box once."""
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 import zlib
@@ -197,3 +198,25 @@ def test_hocr_export_parses_back_in_reading_order(ray_local, tmp_path):
             bbox, conf = w.get("title").split("; ")
             assert bbox == f"bbox {b['x0']} {b['y0']} {b['x1']} {b['y1']}"
             assert conf == f"x_wconf {round(100 * df.loc[b['id'], 'score'])}"
+
+
+def test_pages_and_boxes_on_s3(ray_local, small_model, moto_s3, tmp_path):
+    """Pages under an s3:// prefix (moto on loopback, through s3fs), boxes and output there too."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    bucket = "pages-test"
+    if not fs.exists(bucket):
+        fs.mkdir(bucket)
+    boxes = _pages(tmp_path / "pages", n=2)
+    for p in range(2):
+        fs.put_file(str(tmp_path / "pages" / f"p{p}.png"), f"{bucket}/scans/p{p}.png")
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(boxes), buf)
+    fs.pipe(f"{bucket}/boxes/part-0.parquet", buf.getvalue())
+    summary = run_ocr(OcrOptions(input=f"s3://{bucket}/scans", boxes=f"s3://{bucket}/boxes/",
+                                 output=f"s3://{bucket}/ocr", model=small_model))
+    assert summary["rows_in"] == summary["ok"] == len(boxes)
+    fs.invalidate_cache()
+    df = pd.read_parquet(f"{bucket}/ocr", filesystem=fs)
+    assert sorted(df["id"]) == sorted(b["id"] for b in boxes) and df["error"].isna().all()
