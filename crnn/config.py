@@ -27,10 +27,8 @@ def flag_fields(cls, only: list[str] | None = None) -> list[dataclasses.Field]:
     return fields
 
 
-def add_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls, only: list[str] | None = None,
-              **overrides) -> None:
-    """A flag on `parser` for each option of dataclass `cls` (or the options named in `only`, in that order);
-    `overrides` replace a flag's argparse settings by field name, e.g. help=... for a command that says more."""
+def add_flags(parser: argparse.ArgumentParser, cls, only: list[str] | None = None) -> None:
+    """A flag on `parser` for each option of dataclass `cls` (or the options named in `only`, in that order)."""
     for f in flag_fields(cls, only):
         flag, spec = "--" + f.name.replace("_", "-"), dict(f.metadata)
         required = f.default is MISSING
@@ -40,9 +38,9 @@ def add_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls, on
         else:
             kwargs |= {"type": _TYPES.get(str(f.type).split(" | ")[0], str), "choices": spec["choices"],
                        "required": required}
-        parser.add_argument(flag, **(kwargs | overrides.get(f.name, {})))
+        parser.add_argument(flag, **kwargs)
 
 
-def from_flags(cls, args: argparse.Namespace, only: list[str] | None = None, **given):
-    """`cls` from the parsed flags of its options (or those in `only`), plus fields given from code."""
-    return cls(**{f.name: getattr(args, f.name) for f in flag_fields(cls, only)}, **given)
+def from_flags(cls, args: argparse.Namespace, **given):
+    """`cls` from the parsed flags of its options, plus fields given from code."""
+    return cls(**{f.name: getattr(args, f.name) for f in flag_fields(cls)}, **given)

@@ -242,8 +242,11 @@ def _fused_beam(lp: np.ndarray, symbols: str, prior, beam_width: int, alpha: flo
     return heapq.nlargest(n_best, final, key=final.get)
 
 
+GATE = 0.9   # greedy score below which the lexicon decoder searches a crop
+
+
 def lexicon_beam_decode(logits, lengths, charset: Charset, prior, *,
-                        alpha: float = 0.3, gate: float = 0.9, beam_width: int = 12, n_best: int = 4,
+                        alpha: float = 0.3, gate: float = GATE, beam_width: int = 12, n_best: int = 4,
                         min_prob: float = 1e-3, blank_skip: float = 0.999) -> list[tuple[str, float]]:
     """Greedy decoding, and for the unsure crops a CTC prefix beam search fused with a word prior.
 

@@ -11,9 +11,12 @@ their quarter-turned reading (`_turned`, 32 x `_turned_width`) for vertical text
 
 from __future__ import annotations
 
+import math
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401 (pa.compute)
+import pyarrow.compute as pc
 
 from crnn.image import ImageError, ImageSpec, decode_images, normalize_crop, turned_crop
 from pipeline.schema import ERROR, PAGE_BOXES, PIXELS, TURNED, TURNED_WIDTH, WIDTH
@@ -30,27 +33,53 @@ def preprocess_batch(batch: pa.Table, image_column: str, spec: ImageSpec = Image
         The batch without `image_column`, plus `_pixels`, `_width`, `_turned`, `_turned_width`
         (null and 0 unless the crop is tall) and `error` (null when fine).
     """
-    pixels, widths, turned, turned_widths, errors = [], [], [], [], []
-    for img in decode_images(batch.column(image_column).to_pylist(), spec):
-        crop = turn = error = None
-        if isinstance(img, ImageError):
-            error = str(img)
-        else:
-            try:
-                crop, turn = normalize_crop(img, spec), turned_crop(img, spec)
-            except Exception as e:  # noqa: BLE001 - one crop must not fail the batch
-                error = _reason(e)
-        pixels.append(None if crop is None else crop.tobytes())
-        widths.append(0 if crop is None else crop.shape[1])
-        turned.append(None if turn is None else turn.tobytes())
-        turned_widths.append(0 if turn is None else turn.shape[1])
-        errors.append(error)
-    out = batch.drop_columns([image_column])
-    out = out.append_column(PIXELS, pa.array(pixels, pa.binary()))
-    out = out.append_column(WIDTH, pa.array(np.asarray(widths, np.int32)))
-    out = out.append_column(TURNED, pa.array(turned, pa.binary()))
-    out = out.append_column(TURNED_WIDTH, pa.array(np.asarray(turned_widths, np.int32)))
-    return out.append_column(ERROR, pa.array(errors, pa.string()))
+    crops = [img if isinstance(img, ImageError) else _normalised(img, spec)
+             for img in decode_images(batch.column(image_column).to_pylist(), spec)]
+    return _with_crops(batch.drop_columns([image_column]), crops)
+
+
+def cut_boxes(batch: pa.Table, pages: Storage, columns: list[str], spec: ImageSpec = ImageSpec()) -> pa.Table:
+    """Pages -> their boxes' crops: each page of the batch (rows of `page`, its boxes in `PAGE_BOXES`) is fetched
+    and decoded once, and every box becomes a row of the box's columns plus the crop's, as `preprocess_batch`
+    gives them (the box columns in the order of `columns`). A box's `error`: the page's (not found, not an
+    image, too large), or its own (NaN corner, empty, wholly outside the page; a box partly outside is clipped
+    to the page)."""
+    paths = batch.column("page").to_pylist()
+    with ThreadPoolExecutor(min(8, max(1, len(paths)))) as pool:   # object stores: pages fetched side by side
+        data = list(pool.map(lambda p: _fetch(pages, p), paths))
+    boxes = batch.column(PAGE_BOXES).combine_chunks()
+    crops = []
+    for page_boxes, got in zip(boxes.to_pylist(), data):
+        page = ImageError(got) if isinstance(got, str) else decode_images([got], spec)[0]
+        for box in page_boxes:
+            if isinstance(page, ImageError):
+                crops.append(page)
+            else:
+                region = _region(box, page.size)
+                crops.append(ImageError(region) if isinstance(region, str) else _normalised(page.crop(region), spec))
+    out = pa.Table.from_struct_array(boxes.flatten())
+    out = out.append_column("page", batch.column("page").take(pc.list_parent_indices(boxes))).select(columns)
+    return _with_crops(out, crops)
+
+
+def _normalised(img, spec: ImageSpec) -> tuple[np.ndarray, np.ndarray | None] | ImageError:
+    """(crop, its quarter-turned reading or None), or the ImageError that is the row's `error`."""
+    try:
+        return normalize_crop(img, spec), turned_crop(img, spec)
+    except Exception as e:  # noqa: BLE001 - one crop must not fail the batch
+        return ImageError(_reason(e))
+
+
+def _with_crops(out: pa.Table, crops: list) -> pa.Table:
+    """`out` plus the crops' columns (`_pixels`, `_width`, `_turned`, `_turned_width`) and `error`, a row each."""
+    ok = [c if not isinstance(c, ImageError) else (None, None) for c in crops]
+    out = out.append_column(PIXELS, pa.array([None if c is None else c.tobytes() for c, _ in ok], pa.binary()))
+    out = out.append_column(WIDTH, pa.array(np.asarray([0 if c is None else c.shape[1] for c, _ in ok], np.int32)))
+    out = out.append_column(TURNED, pa.array([None if t is None else t.tobytes() for _, t in ok], pa.binary()))
+    out = out.append_column(TURNED_WIDTH, pa.array(np.asarray([0 if t is None else t.shape[1] for _, t in ok],
+                                                              np.int32)))
+    return out.append_column(ERROR, pa.array([str(c) if isinstance(c, ImageError) else None for c in crops],
+                                             pa.string()))
 
 
 def _reason(e: Exception) -> str:
@@ -61,51 +90,6 @@ def _reason(e: Exception) -> str:
     if isinstance(e, MemoryError):
         return "image too large: out of memory"
     return f"unsupported image ({type(e).__name__} while normalising)"
-
-
-def cut_boxes(batch: pa.Table, pages: Storage, columns: list[str], spec: ImageSpec = ImageSpec()) -> pa.Table:
-    """Pages -> their boxes' crops: each page of the batch (rows of `page`, its boxes in `PAGE_BOXES`) is fetched
-    and decoded once, and every box becomes a row of the box's columns plus the crop's, as `preprocess_batch`
-    gives them (the box columns in the order of `columns`). A box's `error`: the page's (not found, not an
-    image, too large), or its own (NaN corner, empty, wholly outside the page; a box partly outside is clipped
-    to the page)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    paths = batch.column("page").to_pylist()
-    with ThreadPoolExecutor(min(8, max(1, len(paths)))) as pool:   # object stores: pages fetched side by side
-        data = list(pool.map(lambda p: _fetch(pages, p), paths))
-    rows: list[dict] = []
-    pixels, widths, turned, turned_widths, errors = [], [], [], [], []
-    for page_boxes, got in zip(batch.column(PAGE_BOXES).to_pylist(), data):
-        page = got if isinstance(got, str) else decode_images([got], spec)[0]
-        for box in page_boxes:
-            crop = turn = None
-            error = page if isinstance(page, str) else str(page) if isinstance(page, ImageError) else None
-            if error is None:
-                region = _region(box, page.size)
-                if isinstance(region, str):
-                    error = region
-                else:
-                    try:
-                        piece = page.crop(region)
-                        crop, turn = normalize_crop(piece, spec), turned_crop(piece, spec)
-                    except Exception as e:  # noqa: BLE001 - one box must not fail the batch
-                        error = _reason(e)
-            rows.append(box)
-            pixels.append(None if crop is None else crop.tobytes())
-            widths.append(0 if crop is None else crop.shape[1])
-            turned.append(None if turn is None else turn.tobytes())
-            turned_widths.append(0 if turn is None else turn.shape[1])
-            errors.append(error)
-    box_type = batch.schema.field(PAGE_BOXES).type.value_type
-    out = pa.Table.from_struct_array(pa.array(rows, box_type)) if rows else pa.schema(list(box_type)).empty_table()
-    page_of_box = [p for p, n in zip(paths, pa.compute.list_value_length(batch.column(PAGE_BOXES)).to_pylist()) for _ in range(n)]
-    out = out.append_column("page", pa.array(page_of_box, pa.string())).select(columns)
-    out = out.append_column(PIXELS, pa.array(pixels, pa.binary()))
-    out = out.append_column(WIDTH, pa.array(np.asarray(widths, np.int32)))
-    out = out.append_column(TURNED, pa.array(turned, pa.binary()))
-    out = out.append_column(TURNED_WIDTH, pa.array(np.asarray(turned_widths, np.int32)))
-    return out.append_column(ERROR, pa.array(errors, pa.string()))
 
 
 def _fetch(pages: Storage, page: str) -> bytes | str:
@@ -120,8 +104,6 @@ def _fetch(pages: Storage, page: str) -> bytes | str:
 
 def _region(box: dict, size: tuple[int, int]) -> tuple[int, int, int, int] | str:
     """The box's pixels on a page of `size`, clipped to it; or the box's error."""
-    import math
-
     corners = [box["x0"], box["y0"], box["x1"], box["y1"]]
     if any(c is None or math.isnan(c) for c in corners):
         return "box has a missing or NaN corner"

@@ -157,6 +157,8 @@ class Boxes:
 def read_boxes(store: Storage) -> Boxes:
     """The boxes at `store` (a Parquet or CSV file, or a folder/prefix of them) grouped by page; a one-line
     UserError for a table without the box columns or with coordinates that are not numbers."""
+    import numpy as np
+    import pyarrow.compute as pc
     import pyarrow.csv as pacsv
 
     if not store.call("reading boxes", store.exists):
@@ -197,25 +199,20 @@ def read_boxes(store: Storage) -> Boxes:
         raise UserError(f"boxes files under {store.uri!r} disagree on their columns: {str(e)[:200]}") from None
     if table["page"].null_count:
         raise UserError(f"boxes {store.uri!r}: {table['page'].null_count} boxes have no page")
+    # Sorted by page, in file order within a page (the row number breaks ties): each page's boxes one run
+    table = table.append_column("_order", pa.array(np.arange(table.num_rows)))
+    table = table.sort_by([("page", "ascending"), ("_order", "ascending")]).drop_columns(["_order"])
+    pages = table["page"].combine_chunks()
+    starts = np.flatnonzero(np.r_[True, pc.not_equal(pages[1:], pages[:-1]).to_numpy(zero_copy_only=False)]) \
+        if len(pages) else np.zeros(0, np.int64)
     if BOX_ID not in table.column_names:   # stable across runs: the box's place among its page's boxes
-        table = table.append_column("_order", pa.array(range(table.num_rows), pa.int64()))
-        rank = table.sort_by([("page", "ascending"), ("_order", "ascending")])
-        pages = rank["page"].to_pylist()
-        k, ids, last = 0, [], None
-        for p in pages:
-            k = k + 1 if p == last else 0
-            ids.append(f"{p}#{k}")
-            last = p
-        table = rank.drop_columns(["_order"])
-        table = table.add_column(0, BOX_ID, pa.array(ids, pa.string()))
+        k = np.arange(len(pages)) - np.repeat(starts, np.diff(np.r_[starts, len(pages)]))
+        table = table.add_column(0, BOX_ID, pc.binary_join_element_wise(pages, pa.array(k.astype(str)), "#"))
     columns = table.column_names
-    grouped = table.group_by("page", use_threads=False).aggregate(
-        [(c, "list") for c in columns if c != "page"])
-    structs = pa.StructArray.from_arrays([grouped[f"{c}_list"].combine_chunks().flatten() for c in columns
-                                          if c != "page"], names=[c for c in columns if c != "page"])
-    offsets = grouped[f"{columns[0] if columns[0] != 'page' else columns[1]}_list"].combine_chunks().offsets
-    pages = pa.table({"page": grouped["page"], PAGE_BOXES: pa.ListArray.from_arrays(offsets, structs)})
-    return Boxes(pages.sort_by("page"), columns, table.num_rows)
+    rest = table.drop_columns(["page"])
+    boxes = pa.StructArray.from_arrays([c.combine_chunks() for c in rest.columns], names=rest.column_names)
+    per_page = pa.ListArray.from_arrays(pa.array(np.r_[starts, len(pages)], pa.int32()), boxes)
+    return Boxes(pa.table({"page": pages.take(starts), PAGE_BOXES: per_page}), columns, table.num_rows)
 
 
 def read_pages(boxes: Boxes, pages_per_block: int) -> ray.data.Dataset:

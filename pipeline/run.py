@@ -8,7 +8,6 @@ import shutil
 import tempfile
 import time
 import uuid
-import inspect
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -18,7 +17,7 @@ import ray
 
 from crnn.checkpoint import CheckpointError, load_checkpoint
 from crnn.config import option
-from crnn.decoding import lexicon_beam_decode
+from crnn.decoding import GATE
 from crnn.image import ImageSpec
 from crnn import backends
 from crnn.onnx_backend import onnx_model
@@ -35,9 +34,6 @@ from pipeline.read import BOX_ID, Boxes, Source, find_source, read_boxes, read_c
 from pipeline.schema import OUTPUT_COLUMNS, OUTPUT_FIELDS, PAGE_BOXES, output_name
 from pipeline.storage import Storage
 from pipeline.write import OutputWriter
-
-
-GATE = inspect.signature(lexicon_beam_decode).parameters["gate"].default
 
 
 @dataclass

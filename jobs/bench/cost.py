@@ -3,7 +3,7 @@ operator, optionally with a sampling profile of the model actors (docs/pipeline-
 
     python -m jobs.bench.cost --size 100000                        # stages, then the whole job at 100,000 crops
     python -m jobs.bench.cost --size 100000 --tiny                 # the job with the plumbing-ceiling model
-    python -m jobs.bench.cost --size 100000 --profile 20           # + py-spy on a model actor for 20 s
+    python -m jobs.bench.cost --size 100000 --profile 20           # + py-spy samples of a model actor (--profile: how long)
     python -m jobs.bench.cost --stage-crops 2000 --size 0          # stages only (a quick look)
 
 Stages: the first --stage-crops FUNSD crops (default 8,192), one thread, each stage timed over all of them in
